@@ -1,0 +1,111 @@
+"""Settings, read from ``CLAYLOOP_*`` environment variables and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./clayloop.db"
+
+
+def split_secrets(raw: str | list[str] | None) -> tuple[list[str], int]:
+    """Split a comma-separated secret list, trimming whitespace around every secret.
+
+    Returns the non-empty secrets and how many of them had whitespace trimmed
+    (a trailing newline in a secret once took a production system down, so the
+    caller warns about every trim).
+    """
+    if raw is None:
+        return [], 0
+    items = raw if isinstance(raw, list) else raw.split(",")
+    secrets: list[str] = []
+    trimmed = 0
+    for item in items:
+        clean = item.strip()
+        if clean != item and clean:
+            trimmed += 1
+        if clean:
+            secrets.append(clean)
+    return secrets, trimmed
+
+
+class Settings(BaseSettings):
+    """Every knob clayloop reads from its environment. See README "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLAYLOOP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    callback_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Server key for callback tokens (HMAC of the request id). Generated and kept in the
+    # database when unset, so tokens survive restarts without any setup.
+    token_key: str | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    max_callback_bytes: int = 256 * 1024
+    callback_journal_retention_days: int = 30
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+    # Worker
+    worker_poll_seconds: float = 0.2
+    lease_seconds: float = 60.0
+    max_send_attempts: int = 6
+    send_timeout_seconds: float = 15.0
+    callback_timeout_seconds: float = 24 * 3600.0
+    callback_timeout_resends: int = 1
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 900.0
+    dispatch_batch: int = 20
+    send_concurrency: int = 20
+
+    # Filled by the validators; read by the start-up warnings.
+    trimmed_secret_count: int = 0
+
+    @field_validator("callback_secrets", mode="before")
+    @classmethod
+    def _split_callback_secrets(cls, value: object) -> list[str]:
+        if value is None or isinstance(value, str | list):
+            secrets, _ = split_secrets(value)
+            return secrets
+        raise ValueError("CLAYLOOP_CALLBACK_SECRETS must be a comma-separated list")
+
+    @field_validator("token_key", mode="before")
+    @classmethod
+    def _strip_token_key(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_public_url(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+    def model_post_init(self, __context: object) -> None:
+        """Count secrets that arrived with surrounding whitespace (for the start-up warning)."""
+        import os
+
+        raw = os.environ.get("CLAYLOOP_CALLBACK_SECRETS")
+        _, trimmed = split_secrets(raw)
+        token_raw = os.environ.get("CLAYLOOP_TOKEN_KEY")
+        if token_raw and token_raw.strip() != token_raw:
+            trimmed += 1
+        self.trimmed_secret_count = trimmed
+
+    @property
+    def callback_url(self) -> str:
+        """The public URL of the callback endpoint, as written into outgoing rows."""
+        return f"{self.public_url}/api/webhooks/clay"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
