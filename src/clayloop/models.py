@@ -7,7 +7,7 @@ exist to declare the schema once for both databases and for Alembic.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     text,
 )
@@ -297,15 +298,15 @@ class AppState(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-workspace = Workspace.__table__
-api_key = ApiKey.__table__
-lead = Lead.__table__
-lead_alternate_email = LeadAlternateEmail.__table__
-clay_target = ClayTarget.__table__
-enrichment_request = EnrichmentRequest.__table__
-callback_event = CallbackEvent.__table__
-lead_event = LeadEvent.__table__
-rate_bucket = RateBucket.__table__
-usage_daily = UsageDaily.__table__
-alert = Alert.__table__
-app_state = AppState.__table__
+workspace = cast(Table, Workspace.__table__)
+api_key = cast(Table, ApiKey.__table__)
+lead = cast(Table, Lead.__table__)
+lead_alternate_email = cast(Table, LeadAlternateEmail.__table__)
+clay_target = cast(Table, ClayTarget.__table__)
+enrichment_request = cast(Table, EnrichmentRequest.__table__)
+callback_event = cast(Table, CallbackEvent.__table__)
+lead_event = cast(Table, LeadEvent.__table__)
+rate_bucket = cast(Table, RateBucket.__table__)
+usage_daily = cast(Table, UsageDaily.__table__)
+alert = cast(Table, Alert.__table__)
+app_state = cast(Table, AppState.__table__)

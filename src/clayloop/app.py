@@ -1,0 +1,155 @@
+"""The FastAPI application: routes, error answers, start-up checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clayloop import __version__
+from clayloop.config import Settings, get_settings
+from clayloop.enrichment.endpoints import router as callback_router
+from clayloop.kit.db import create_engine
+from clayloop.kit.errors import ClayloopError
+from clayloop.kit.log import configure_logging, get_logger
+from clayloop.kit.runtime import Runtime, SecretStore, load_token_key
+from clayloop.leads.endpoints import router as leads_router
+from clayloop.leads.schemas import error_responses
+from clayloop.workspaces.endpoints import router as workspace_router
+
+log = get_logger("app")
+
+DESCRIPTION = """
+clayloop keeps a lead database and Clay enrichment tables in a reliable loop.
+
+* `POST /api/webhooks/clay` receives Clay HTTP API action callbacks (callback secret).
+* `/api/v1/*` is the workspace API (`Authorization: Bearer <workspace API key>`).
+
+Every error answers `{"error": code, "detail": text}` with an HTTP status.
+"""
+
+
+async def _start(app: FastAPI, settings: Settings) -> Runtime:
+    engine = create_engine(settings)
+    token_key = await load_token_key(engine, settings)
+    store = SecretStore(engine=engine, server_secrets=list(settings.callback_secrets))
+    await store.refresh()
+    runtime = Runtime(settings=settings, engine=engine, token_key=token_key, secrets=store)
+    if settings.trimmed_secret_count:
+        log.warning(
+            "secrets_trimmed",
+            count=settings.trimmed_secret_count,
+            detail="whitespace around a configured secret was removed; check the variable",
+        )
+    if not store.configured:
+        log.error(
+            "no_callback_secret",
+            detail="no callback secret is configured: EVERY Clay callback will be refused "
+            "with 401. Set CLAYLOOP_CALLBACK_SECRETS or run "
+            "'clayloop workspace add-secret WORKSPACE_ID'.",
+        )
+    return runtime
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    """Build the application. The database schema must be migrated already."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await _start(app, settings)
+        app.state.runtime = runtime
+        worker = None
+        if run_worker:
+            from clayloop.worker import Worker
+
+            worker = Worker(runtime)
+            await worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await runtime.engine.dispose()
+
+    app = FastAPI(
+        title="clayloop",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    app.include_router(callback_router)
+    app.include_router(leads_router)
+    app.include_router(workspace_router)
+
+    @app.get("/healthz", tags=["operations"], responses=error_responses(503))
+    async def healthz(request: Request) -> JSONResponse:
+        """200 when the database answers, 503 when it does not."""
+        runtime: Runtime = request.app.state.runtime
+        try:
+            async with runtime.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # any failure to reach the database means "down"
+            log.error("healthz_database_unreachable", error_type=type(exc).__name__)
+            return JSONResponse(
+                {"error": "database_unreachable", "detail": "the database did not answer"},
+                status_code=503,
+            )
+        return JSONResponse(
+            {"status": "ok", "database": runtime.engine.dialect.name, "version": __version__}
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics_endpoint() -> PlainTextResponse:
+        """Prometheus metrics."""
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ClayloopError)
+    async def _clayloop_error(_request: Request, exc: ClayloopError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[Any] = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(
+                {"error": "invalid_json", "detail": "the body is not valid JSON"}, status_code=400
+            )
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        message = str(first.get("msg", "invalid input"))
+        if first.get("type") == "extra_forbidden":
+            message = "unknown field"
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"{where}: {message}"}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error_type=type(exc).__name__)
+        return JSONResponse(
+            {"error": "internal_error", "detail": "an unexpected error happened; see the logs"},
+            status_code=500,
+        )

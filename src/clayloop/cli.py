@@ -1,0 +1,284 @@
+"""The ``clayloop`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+
+from clayloop import models as m
+from clayloop.config import Settings, get_settings
+from clayloop.kit.db import DatabaseURLError, create_engine
+from clayloop.kit.errors import ClayloopError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="clayloop: keeps a lead database and Clay enrichment tables in a reliable loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces, API keys, callback secrets.", no_args_is_help=True)
+dev_app = typer.Typer(help="Developer helpers (not for production).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(dev_app, name="dev")
+
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error for a person and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def emit(data: Any) -> None:
+    """Print JSON on stdout (machine-readable output)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run(coro_fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    """Run an async command body, turning clayloop errors into a message and exit 1."""
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        fail(f"invalid configuration: {str(exc).splitlines()[0]}")
+        raise  # unreachable
+    try:
+        return asyncio.run(coro_fn(settings))
+    except ClayloopError as exc:
+        fail(exc.detail)
+    except DatabaseURLError as exc:
+        fail(str(exc))
+    except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        fail(f"cannot reach the database ({type(exc).__name__}); check CLAYLOOP_DATABASE_URL")
+    raise AssertionError("unreachable")
+
+
+async def _migrate(settings: Settings) -> None:
+    from clayloop.kit.migrate import upgrade_async
+
+    await upgrade_async(settings.database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending database migrations (idempotent)."""
+    run(_migrate)
+    err.print("database schema is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve HTTP only; run 'clayloop worker' apart")
+    ] = False,
+) -> None:
+    """Apply pending migrations, then serve the HTTP API (and the worker, unless --no-worker)."""
+    import uvicorn
+
+    from clayloop.app import create_app
+
+    settings = get_settings()
+    run(_migrate)
+    application = create_app(settings, run_worker=not no_worker)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@workspace_app.command("create")
+def workspace_create(name: str) -> None:
+    """Create a workspace; prints {"id", "api_key"} (the key is shown once, stored hashed)."""
+    from clayloop.workspaces.service import create_workspace
+
+    async def body(settings: Settings) -> tuple[str, str]:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await create_workspace(conn, name)
+        finally:
+            await engine.dispose()
+
+    workspace_id, key = run(body)
+    emit({"id": workspace_id, "api_key": key})
+
+
+@workspace_app.command("add-secret")
+def workspace_add_secret(
+    workspace_id: str,
+    secret: Annotated[
+        str | None, typer.Option(help="Use this secret (16+ chars) instead of a generated one")
+    ] = None,
+) -> None:
+    """Add a callback secret to a workspace; prints it once. Older secrets keep working."""
+    from clayloop.workspaces.service import add_callback_secret
+
+    async def body(settings: Settings) -> tuple[str, bool]:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await add_callback_secret(conn, workspace_id, secret)
+        finally:
+            await engine.dispose()
+
+    value, trimmed = run(body)
+    if trimmed:
+        err.print("[yellow]warning:[/] whitespace around the secret was removed")
+    emit({"workspace_id": workspace_id, "callback_secret": value})
+
+
+@workspace_app.command("clear-secrets")
+def workspace_clear_secrets(workspace_id: str) -> None:
+    """Remove every callback secret of a workspace (end of a rotation)."""
+    from clayloop.workspaces.service import remove_callback_secrets
+
+    async def body(settings: Settings) -> int:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await remove_callback_secrets(conn, workspace_id)
+        finally:
+            await engine.dispose()
+
+    emit({"workspace_id": workspace_id, "removed": run(body)})
+
+
+@workspace_app.command("settings")
+def workspace_settings(
+    workspace_id: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE (VALUE is JSON when it parses, else text)"),
+    ] = None,
+) -> None:
+    """Show a workspace's settings, or change some with --set KEY=VALUE."""
+    from clayloop.workspaces.service import get_workspace, update_settings
+
+    changes: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            changes[key.strip()] = json.loads(raw)
+        except ValueError:
+            changes[key.strip()] = raw
+
+    async def body(settings: Settings) -> dict[str, Any]:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                if changes:
+                    new = await update_settings(conn, workspace_id, changes)
+                else:
+                    new = (await get_workspace(conn, workspace_id)).settings
+                return new.model_dump()
+        finally:
+            await engine.dispose()
+
+    emit(run(body))
+
+
+@dev_app.command("mark-sent")
+def dev_mark_sent(request_id: str) -> None:
+    """Move a queued request to 'sent' as if the worker had sent it (to exercise callbacks)."""
+    from clayloop.kit.clock import utcnow
+
+    async def body(settings: Settings) -> dict[str, Any]:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                now = utcnow()
+                result = await conn.execute(
+                    sa.update(m.enrichment_request)
+                    .where(
+                        m.enrichment_request.c.id == request_id,
+                        m.enrichment_request.c.status.in_(("queued", "sending")),
+                    )
+                    .values(
+                        status="sent",
+                        reason=None,
+                        sent_at=now,
+                        updated_at=now,
+                        attempts=m.enrichment_request.c.attempts + 1,
+                        send_count=m.enrichment_request.c.send_count + 1,
+                        lease_until=None,
+                        lease_owner=None,
+                    )
+                )
+                if result.rowcount != 1:
+                    status = (
+                        await conn.execute(
+                            sa.select(m.enrichment_request.c.status).where(
+                                m.enrichment_request.c.id == request_id
+                            )
+                        )
+                    ).scalar_one_or_none()
+                    if status is None:
+                        raise ClayloopError(404, "unknown_request", f"no request {request_id!r}")
+                    raise ClayloopError(
+                        409, "not_queued", f"request {request_id} is {status}, not queued"
+                    )
+                return {"request_id": request_id, "status": "sent"}
+        finally:
+            await engine.dispose()
+
+    emit(run(body))
+
+
+@app.command("callback-test")
+def callback_test(
+    lead: Annotated[str, typer.Option("--lead", help="Lead id")],
+    kind: Annotated[str, typer.Option("--kind", help="linkedin or phone")],
+    value: Annotated[str, typer.Option("--value", help="The value Clay would send back")],
+    show_secret: Annotated[
+        bool, typer.Option("--show-secret", help="Write the secret into the command itself")
+    ] = False,
+) -> None:
+    """Print a ready-to-run curl that calls back like Clay would, and the expected answer."""
+    from clayloop.ops.callback_test import build_callback_test
+
+    if kind not in m.KINDS:
+        fail(f"--kind must be one of {', '.join(m.KINDS)}, got {kind!r}")
+
+    async def body(settings: Settings) -> dict[str, Any]:
+        return await build_callback_test(settings, lead, kind, value, show_secret=show_secret)
+
+    out = run(body)
+    sys.stdout.write("# Run this to call back like Clay's HTTP API action would:\n")
+    if out["secret_note"]:
+        sys.stdout.write(f"# {out['secret_note']}\n")
+    sys.stdout.write(" \\\n  ".join(out["curl"]) + "\n\n")
+    sys.stdout.write("# Expected answer (HTTP 200):\n")
+    sys.stdout.write(json.dumps(out["expected"]) + "\n")
+
+
+def _register_optional() -> None:
+    try:
+        from clayloop.clay.sim_cli import sim_app
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        return
+    app.add_typer(sim_app, name="sim", help="Simulators of third-party services.")
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Entry point of the ``clayloop`` script."""
+    app()

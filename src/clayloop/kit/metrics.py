@@ -1,0 +1,21 @@
+"""Prometheus metrics: every stall in the loop shows up as a number."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CALLBACKS = Counter(
+    "clayloop_callbacks_total", "Callbacks received, by outcome and kind", ["outcome", "kind"]
+)
+SENDS = Counter(
+    "clayloop_sends_total", "Rows POSTed to Clay table webhooks, by answer", ["kind", "result"]
+)
+REQUESTS_BY_STATUS = Gauge(
+    "clayloop_requests",
+    "Enrichment requests by kind, status and reason",
+    ["kind", "status", "reason"],
+)
+OLDEST_QUEUED_SECONDS = Gauge(
+    "clayloop_oldest_queued_seconds", "Age of the oldest queued request, by kind", ["kind"]
+)
+OPEN_ALERTS = Gauge("clayloop_open_alerts", "Open alerts, by code", ["code"])

@@ -1,0 +1,87 @@
+"""The process-wide pieces a request needs: settings, engine, token key, callback secrets."""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clayloop import models as m
+from clayloop.clay.auth import Credential, verify_callback
+from clayloop.config import Settings
+from clayloop.workspaces.service import all_workspace_secrets
+
+SECRET_REFRESH_SECONDS = 5.0
+MISS_REFRESH_SECONDS = 1.0
+
+
+@dataclass
+class SecretStore:
+    """Callback secrets: the server-wide ones from settings and every workspace's.
+
+    Workspace secrets are cached and re-read every few seconds, and at most once a
+    second when a callback matches none (so a secret added a moment ago works at
+    once, and a flood of bad credentials costs at most one query a second).
+    """
+
+    engine: AsyncEngine
+    server_secrets: list[str]
+    workspace_secrets: list[tuple[str, str]] = field(default_factory=list)
+    loaded_at: float = 0.0
+
+    @property
+    def configured(self) -> bool:
+        """Whether any callback secret exists at all (otherwise every callback is refused)."""
+        return bool(self.server_secrets or self.workspace_secrets)
+
+    def _pairs(self) -> list[tuple[str | None, str]]:
+        return [(None, s) for s in self.server_secrets] + list(self.workspace_secrets)
+
+    async def refresh(self) -> None:
+        """Re-read the workspace secrets from the database."""
+        async with self.engine.connect() as conn:
+            self.workspace_secrets = await all_workspace_secrets(conn)
+        self.loaded_at = time.monotonic()
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> Credential | None:
+        """The credential a callback carries, or None."""
+        age = time.monotonic() - self.loaded_at
+        if age > SECRET_REFRESH_SECONDS:
+            await self.refresh()
+            age = 0.0
+        credential = verify_callback(headers, body, self._pairs())
+        if credential is None and age > MISS_REFRESH_SECONDS:
+            await self.refresh()
+            credential = verify_callback(headers, body, self._pairs())
+        return credential
+
+
+@dataclass
+class Runtime:
+    """Everything shared by the requests of one process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    token_key: str
+    secrets: SecretStore
+
+
+async def load_token_key(engine: AsyncEngine, settings: Settings) -> str:
+    """The server key for callback tokens: from settings, else generated once and kept in the DB."""
+    if settings.token_key:
+        return settings.token_key
+    async with engine.begin() as conn:
+        found = (
+            await conn.execute(
+                sa.select(m.app_state.c.value).where(m.app_state.c.key == "token_key")
+            )
+        ).scalar_one_or_none()
+        if found:
+            return str(found)
+        value = pysecrets.token_hex(32)
+        await conn.execute(sa.insert(m.app_state).values(key="token_key", value=value))
+        return value

@@ -1,0 +1,69 @@
+"""Small helpers the tests share: creating leads, calling back, reading the database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clayloop import models as m
+from clayloop.kit.clock import utcnow
+from clayloop.kit.ids import callback_token
+
+TOKEN_KEY = "test-token-key"
+
+
+async def create_lead(client: httpx.AsyncClient, ws: Any, **fields: Any) -> dict[str, Any]:
+    """POST a lead and return the lead resource (asserting success)."""
+    answer = await client.post("/api/v1/leads", json=fields, headers=ws.headers)
+    assert answer.status_code in (200, 201), answer.text
+    data: dict[str, Any] = answer.json()
+    return data
+
+
+async def mark_sent(engine: AsyncEngine, request_id: str) -> None:
+    """Move a queued request to sent, as the dispatcher would after Clay accepted the row."""
+    async with engine.begin() as conn:
+        now = utcnow()
+        await conn.execute(
+            sa.update(m.enrichment_request)
+            .where(m.enrichment_request.c.id == request_id)
+            .values(status="sent", sent_at=now, attempts=1, send_count=1)
+        )
+
+
+def token_for(request_id: str) -> str:
+    """The callback token the test server issues for a request."""
+    return callback_token(TOKEN_KEY, request_id)
+
+
+async def rows(engine: AsyncEngine, query: Any) -> list[Any]:
+    """Run a query on the test engine and return all rows."""
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).all())
+
+
+async def request_row(engine: AsyncEngine, request_id: str) -> Any:
+    """One enrichment_request row."""
+    found = await rows(
+        engine, sa.select(m.enrichment_request).where(m.enrichment_request.c.id == request_id)
+    )
+    return found[0]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05
+) -> None:
+    """Wait until ``check`` is true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
