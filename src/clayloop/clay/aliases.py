@@ -39,9 +39,7 @@ CONTAINER_KEYS: Final = _normalized("data", "result", "fields", "record", "body"
 CONTAINER_MAX_DEPTH: Final = 5
 
 # --- Identifiers (hints for the DB lookup) ------------------------------------------------
-REQUEST_ID_KEYS: Final = _normalized(
-    "request_id", "clayloop_request_id", "enrichment_request_id"
-)
+REQUEST_ID_KEYS: Final = _normalized("request_id", "clayloop_request_id", "enrichment_request_id")
 LEAD_ID_KEYS: Final = _normalized("lead_id", "clayloop_lead_id")
 # Deliberately not plain "token": Clay users also forward API tokens of other tools.
 CALLBACK_TOKEN_KEYS: Final = _normalized("callback_token", "clayloop_callback_token")
