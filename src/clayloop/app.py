@@ -22,6 +22,8 @@ from clayloop.kit.log import configure_logging, get_logger
 from clayloop.kit.runtime import Runtime, SecretStore, load_token_key
 from clayloop.leads.endpoints import router as leads_router
 from clayloop.leads.schemas import error_responses
+from clayloop.ops.endpoints import router as ops_router
+from clayloop.targets.endpoints import router as targets_router
 from clayloop.workspaces.endpoints import router as workspace_router
 
 log = get_logger("app")
@@ -90,6 +92,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.include_router(callback_router)
     app.include_router(leads_router)
     app.include_router(workspace_router)
+    app.include_router(targets_router)
+    app.include_router(ops_router)
 
     @app.get("/healthz", tags=["operations"], responses=error_responses(503))
     async def healthz(request: Request) -> JSONResponse:

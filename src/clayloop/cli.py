@@ -29,7 +29,9 @@ workspace_app = typer.Typer(help="Workspaces, API keys, callback secrets.", no_a
 dev_app = typer.Typer(help="Developer helpers (not for production).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
+target_app = typer.Typer(help="Clay table webhooks that rows are sent to.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
+app.add_typer(target_app, name="target")
 
 err = Console(stderr=True)
 
@@ -268,15 +270,157 @@ def callback_test(
     sys.stdout.write(json.dumps(out["expected"]) + "\n")
 
 
-def _register_optional() -> None:
+async def _with_conn(settings: Settings, body: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    engine = create_engine(settings)
     try:
-        from clayloop.clay.sim_cli import sim_app
-    except ImportError:  # pragma: no cover - the simulator ships with the package
-        return
+        async with engine.begin() as conn:
+            return await body(conn)
+    finally:
+        await engine.dispose()
+
+
+@target_app.command("add")
+def target_add(
+    workspace: Annotated[str, typer.Option("--workspace", help="Workspace id")],
+    kind: Annotated[str, typer.Option("--kind", help="linkedin or phone")],
+    url: Annotated[str, typer.Option("--url", help="The Clay table's webhook URL")],
+    auth_token: Annotated[
+        str | None, typer.Option("--auth-token", help="Sent as x-clay-webhook-auth")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Rows per second")] = 10.0,
+    burst: Annotated[int, typer.Option(help="Burst size")] = 20,
+    limit: Annotated[int, typer.Option(help="Lifetime submissions of the webhook")] = 50000,
+    daily_cap: Annotated[int | None, typer.Option("--daily-cap", help="Rows per UTC day")] = None,
+    cost_per_row: Annotated[float, typer.Option("--cost-per-row", help="Cost of one row")] = 0.0,
+    name: Annotated[str | None, typer.Option(help="A name for people")] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Shared Clay-account rate group (default: per workspace)")
+    ] = None,
+    required: Annotated[
+        str | None, typer.Option(help="Comma-separated required row fields (default: email)")
+    ] = None,
+    priority: Annotated[int, typer.Option(help="Lower is used first")] = 0,
+) -> None:
+    """Add a Clay table webhook for one kind; prints the target (token hinted, never whole)."""
+    from pydantic import ValidationError
+
+    from clayloop.targets.schemas import TargetIn
+    from clayloop.targets.service import add_target
+
+    try:
+        data = TargetIn(
+            kind=kind,
+            url=url,
+            name=name,
+            auth_token=auth_token,
+            rate=rate,
+            burst=burst,
+            limit=limit,
+            daily_cap=daily_cap,
+            cost_per_row=cost_per_row,
+            group=group,
+            required_fields=[f.strip() for f in required.split(",") if f.strip()]
+            if required
+            else None,
+            priority=priority,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        fail(f"--{where.replace('_', '-')}: {first['msg']}")
+        raise
+
+    out = run(lambda s: _with_conn(s, lambda conn: add_target(conn, workspace, data)))
+    emit(out.model_dump())
+
+
+@target_app.command("list")
+def target_list(
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Only this one")] = None,
+) -> None:
+    """List targets with usage, state and last error."""
+    from clayloop.targets.service import list_targets
+
+    items = run(lambda s: _with_conn(s, lambda conn: list_targets(conn, workspace)))
+    emit([t.model_dump() for t in items])
+
+
+@target_app.command("pause")
+def target_pause(
+    target_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why (shown to operators)")] = None,
+) -> None:
+    """Stop sending to a target; its leads stay queued with reason target_paused."""
+    from clayloop.targets.service import set_target_state
+
+    out = run(
+        lambda s: _with_conn(
+            s, lambda conn: set_target_state(conn, None, target_id, paused=True, reason=reason)
+        )
+    )
+    emit(out.model_dump())
+
+
+@target_app.command("resume")
+def target_resume(target_id: str) -> None:
+    """Send to a target again."""
+    from clayloop.targets.service import set_target_state
+
+    out = run(
+        lambda s: _with_conn(s, lambda conn: set_target_state(conn, None, target_id, paused=False))
+    )
+    emit(out.model_dump())
+
+
+@app.command()
+def status(
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Only this one")] = None,
+) -> None:
+    """Where every request stands and why, rows sent, and open alerts (JSON)."""
+    from clayloop.ops.status import loop_status
+
+    emit(run(lambda s: _with_conn(s, lambda conn: loop_status(conn, workspace))))
+
+
+@app.command()
+def worker() -> None:
+    """Run the dispatcher, sweeper and monitors until SIGTERM/SIGINT."""
+    import signal
+
+    from clayloop.kit.log import configure_logging
+    from clayloop.kit.runtime import Runtime, SecretStore, load_token_key
+    from clayloop.worker import Worker
+
+    async def body(settings: Settings) -> None:
+        configure_logging(settings.log_format, settings.log_level)
+        await _migrate(settings)
+        engine = create_engine(settings)
+        token_key = await load_token_key(engine, settings)
+        runtime = Runtime(
+            settings=settings,
+            engine=engine,
+            token_key=token_key,
+            secrets=SecretStore(engine=engine, server_secrets=[]),
+        )
+        instance = Worker(runtime)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, instance.request_stop)
+        try:
+            await instance.run_until_stopped()
+        finally:
+            await engine.dispose()
+
+    run(body)
+
+
+def _register_simulators() -> None:
+    from clayloop.clay.sim_cli import sim_app
+
     app.add_typer(sim_app, name="sim", help="Simulators of third-party services.")
 
 
-_register_optional()
+_register_simulators()
 
 
 def main() -> None:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     backoff_max_seconds: float = 900.0
     dispatch_batch: int = 20
     send_concurrency: int = 20
+    sweep_interval_seconds: float = 5.0
+    monitor_interval_seconds: float = 15.0
+    # A row sent this long ago without a callback means the Clay HTTP API action is broken.
+    callback_stall_seconds: float = 900.0
 
     # Filled by the validators; read by the start-up warnings.
     trimmed_secret_count: int = 0

@@ -163,3 +163,20 @@ async def _event(
             source=source,
         )
     )
+
+
+async def refresh_rollup(conn: AsyncConnection, lead_ids: Iterable[str]) -> None:
+    """Recompute ``lead.enrichment_status`` for leads whose requests changed outside a callback."""
+    for lead_id in sorted(set(lead_ids)):
+        email = (
+            await conn.execute(sa.select(m.lead.c.email).where(m.lead.c.id == lead_id))
+        ).first()
+        if email is None:
+            continue
+        latest = await latest_requests(conn, lead_id)
+        status = rollup(bool(email[0]), [r.status for r in latest.values()])
+        await conn.execute(
+            sa.update(m.lead)
+            .where(m.lead.c.id == lead_id, m.lead.c.enrichment_status != status)
+            .values(enrichment_status=status)
+        )
