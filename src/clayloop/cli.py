@@ -414,6 +414,49 @@ def worker() -> None:
     run(body)
 
 
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option(help="How many sample leads to load")] = 40,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the loop to settle")] = 60,
+    keep: Annotated[
+        str | None, typer.Option(help="Keep the demo database in this directory")
+    ] = None,
+) -> None:
+    """Run the whole loop locally: service, worker and Clay simulator on a throwaway database."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from clayloop.ops.demo import run_demo
+
+    if leads < 1 or leads > 5000:
+        fail("--leads must be between 1 and 5000")
+    directory = Path(keep).resolve() if keep else None
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+    err.print(f"running the loop over {leads} sample leads (simulated Clay, SQLite)…")
+    summary = asyncio.run(run_demo(leads, timeout, directory))
+    out = Console()
+    table = Table(title="clayloop demo: what happened to every request")
+    for column in ("kind", "status", "reason", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for row in summary["requests"]:
+        table.add_row(row["kind"], row["status"], row["reason"] or "", str(row["count"]))
+    out.print(table)
+    sim = summary["simulator"]
+    out.print(
+        f"rows sent to Clay: {summary['rows_sent']} (simulator accepted {sim['accepted']}, "
+        f"refused {sum(sim['rejected'].values())}); callbacks: {sim['callbacks_sent']}"
+    )
+    out.print(
+        "leads by enrichment status: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(summary["leads"].items()))
+    )
+    out.print(f"open alerts: {len(summary['alerts'])}")
+    if keep:
+        out.print(f"database kept at {summary['database']}")
+
+
 def _register_simulators() -> None:
     from clayloop.clay.sim_cli import sim_app
 

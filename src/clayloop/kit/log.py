@@ -44,4 +44,6 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
 
 def get_logger(name: str) -> Any:
     """A structlog logger bound with the component name."""
-    return structlog.get_logger(name).bind(component=name)
+    # Initial values go through get_logger so the proxy stays lazy: binding at import
+    # time would freeze structlog's default configuration into module-level loggers.
+    return structlog.get_logger(name, component=name)
