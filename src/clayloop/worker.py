@@ -31,7 +31,7 @@ from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.log import get_logger
 from clayloop.kit.runtime import Runtime
-from clayloop.ops.monitors import check_queue, check_targets
+from clayloop.ops.monitors import check_queue, check_targets, purge_journal
 
 log = get_logger("worker")
 
@@ -207,3 +207,4 @@ class Worker:
             now = utcnow()
             await check_targets(conn, settings=self.settings, now=now)
             await check_queue(conn, now=now)
+            await purge_journal(conn, settings=self.settings, now=now)

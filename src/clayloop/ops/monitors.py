@@ -118,3 +118,12 @@ async def check_queue(conn: AsyncConnection, *, now: datetime) -> None:
     metrics.OPEN_ALERTS.clear()
     for code, count in alerts:
         metrics.OPEN_ALERTS.labels(code).set(count)
+
+
+async def purge_journal(conn: AsyncConnection, *, settings: Settings, now: datetime) -> int:
+    """Delete callback journal rows older than the retention period; returns how many."""
+    cutoff = now - timedelta(days=settings.callback_journal_retention_days)
+    result = await conn.execute(
+        sa.delete(m.callback_event).where(m.callback_event.c.received_at < cutoff)
+    )
+    return int(result.rowcount or 0)
