@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./clayloop.db"
@@ -92,16 +92,18 @@ class Settings(BaseSettings):
     def _strip_public_url(cls, value: str) -> str:
         return value.strip().rstrip("/")
 
-    def model_post_init(self, __context: object) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _count_trimmed(cls, data: Any) -> Any:
         """Count secrets that arrived with surrounding whitespace (for the start-up warning)."""
-        import os
-
-        raw = os.environ.get("CLAYLOOP_CALLBACK_SECRETS")
-        _, trimmed = split_secrets(raw)
-        token_raw = os.environ.get("CLAYLOOP_TOKEN_KEY")
-        if token_raw and token_raw.strip() != token_raw:
+        if not isinstance(data, dict):
+            return data
+        raw = data.get("callback_secrets")
+        trimmed = split_secrets(raw)[1] if isinstance(raw, str | list) else 0
+        token = data.get("token_key")
+        if isinstance(token, str) and token.strip() and token.strip() != token:
             trimmed += 1
-        self.trimmed_secret_count = trimmed
+        return {**data, "trimmed_secret_count": trimmed}
 
     @property
     def callback_url(self) -> str:
