@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         lifespan=lifespan,
     )
     _install_error_handlers(app)
+    _document_real_validation_errors(app)
     app.include_router(callback_router)
     app.include_router(leads_router)
     app.include_router(workspace_router)
@@ -118,6 +119,35 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+_ERROR_OUT = "#/components/schemas/ErrorOut"
+
+
+def _document_real_validation_errors(app: FastAPI) -> None:
+    """Describe FastAPI's automatic 422 answers with the shape the app really sends.
+
+    FastAPI documents a ``{"detail": [...]}`` body for every endpoint with parameters,
+    but the handler below answers ``{"error", "detail"}`` like every other error.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                content = (answer or {}).get("content", {}).get("application/json", {})
+                if content.get("schema") == {"$ref": _FASTAPI_422}:
+                    content["schema"] = {"$ref": _ERROR_OUT}
+                    answer["description"] = "Input that cannot be accepted"
+        components = schema.get("components", {}).get("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:

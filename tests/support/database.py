@@ -7,7 +7,6 @@ anything else, or nothing, runs it on SQLite.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -19,7 +18,9 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def backend() -> str:
     """The database the suite runs against: ``sqlite`` or ``postgresql``."""
-    return "postgresql" if os.environ.get("CLAYLOOP_TEST_DB", "").startswith("postgres") else "sqlite"
+    return (
+        "postgresql" if os.environ.get("CLAYLOOP_TEST_DB", "").startswith("postgres") else "sqlite"
+    )
 
 
 def postgres_admin_url() -> str:
@@ -31,7 +32,7 @@ async def postgres_reachable() -> str | None:
     """None when PostgreSQL answers, else why not (for the skip message)."""
     try:
         conn = await asyncpg.connect(postgres_admin_url(), timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"PostgreSQL is not reachable at {postgres_admin_url()} ({type(exc).__name__})"
     await conn.close()
     return None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,13 +60,55 @@ async def request_row(engine: AsyncEngine, request_id: str) -> Any:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05
+    check: Callable[[], Awaitable[bool]], within: float = 20.0, interval: float = 0.05
 ) -> None:
-    """Wait until ``check`` is true, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Wait until ``check`` is true, or fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         if await check():
             return
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+# --- Reading what a request left behind -----------------------------------------------------
+
+
+def unique_email(tag: str = "lead") -> str:
+    """An email address no other test uses (callbacks may look leads up by email)."""
+    return f"{tag}.{uuid.uuid4().hex[:12]}@example.com"
+
+
+def unique_phone() -> str:
+    """A valid US number in E.164 that no other test is likely to use."""
+    while True:
+        candidate = f"+1415{random.randint(2000000, 9999999)}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            return candidate
+
+
+async def lead_events(engine: AsyncEngine, lead_id: str) -> list[Any]:
+    """A lead's history rows, oldest first."""
+    e = m.lead_event
+    return await rows(engine, sa.select(e).where(e.c.lead_id == lead_id).order_by(e.c.id))
+
+
+async def requests_of(engine: AsyncEngine, lead_id: str) -> list[Any]:
+    """A lead's enrichment_request rows in creation order."""
+    r = m.enrichment_request
+    return await rows(
+        engine, sa.select(r).where(r.c.lead_id == lead_id).order_by(r.c.created_at, r.c.id)
+    )
+
+
+async def journal_mark(engine: AsyncEngine) -> int:
+    """The id of the newest callback_event row (0 when none); rows after it are new."""
+    found = await rows(engine, sa.select(sa.func.max(m.callback_event.c.id)))
+    return int(found[0][0] or 0)
+
+
+async def journal_since(engine: AsyncEngine, mark: int) -> list[Any]:
+    """callback_event rows written after :func:`journal_mark` returned ``mark``."""
+    e = m.callback_event
+    return await rows(engine, sa.select(e).where(e.c.id > mark).order_by(e.c.id))

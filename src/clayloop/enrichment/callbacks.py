@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from clayloop.clay.payloads import CallbackFields, Decision, decide
 from clayloop.enrichment.policy import KIND_FIELD, OPEN, rollup
 from clayloop.enrichment.requests import pick_latest
 from clayloop.kit.errors import ClayloopError
-from clayloop.kit.ids import callback_token, constant_time_equals, is_uuid
+from clayloop.kit.ids import callback_token, is_uuid
 from clayloop.kit.redact import mask_value
 from clayloop.leads.normalize import (
     InvalidValue,
@@ -71,8 +72,8 @@ class _Req:
     result_value: str | None
 
 
-def _locate_query(where: Any, lock: bool) -> Any:
-    query = (
+def _locate_query(where: Any) -> Any:
+    return (
         sa.select(*_LOCATE_COLUMNS)
         .select_from(
             L.join(m.workspace, m.workspace.c.id == L.c.workspace_id).outerjoin(
@@ -82,14 +83,23 @@ def _locate_query(where: Any, lock: bool) -> Any:
         .where(where)
         .order_by(R.c.created_at, R.c.id)
     )
-    # Lock the lead and all its requests: two callbacks for one lead serialize here,
-    # so each applies exactly once and the rollup sees the other's result.
-    return query.with_for_update(of=L) if lock else query
 
 
 async def _lead_rows(conn: AsyncConnection, where: Any) -> list[Any]:
-    lock = conn.dialect.name == "postgresql"
-    return list((await conn.execute(_locate_query(where, lock))).all())
+    """The lead's rows (one per request), read while holding the lead's row lock.
+
+    Two callbacks for one lead serialize on that lock, so each applies exactly once and
+    the rollup sees the other's result. On PostgreSQL the lock is taken by a statement of
+    its own and the rows are read by the next one: under READ COMMITTED a locking SELECT
+    that waited re-reads only the locked lead row, while the joined request rows stay as
+    they were when the statement started, before the other callback committed. SQLite
+    needs no lock: writers are serialized from BEGIN IMMEDIATE on.
+    """
+    if conn.dialect.name == "postgresql":
+        locked = await conn.execute(sa.select(L.c.id).where(where).with_for_update())
+        if locked.first() is None:
+            return []
+    return list((await conn.execute(_locate_query(where))).all())
 
 
 async def _find_by_identity(
@@ -220,7 +230,7 @@ async def apply_callback(
     req = _choose_request(rows, named, fields)
     settings = load_settings(head.settings)
     if fields.callback_token is not None:
-        if not constant_time_equals(fields.callback_token, callback_token(token_key, req.id)):
+        if not _token_matches(fields.callback_token, callback_token(token_key, req.id)):
             raise ClayloopError(
                 401, "invalid_callback_token", "callback_token was not issued for this request"
             )
@@ -231,6 +241,7 @@ async def apply_callback(
             "this workspace requires the callback_token column in the callback body",
         )
     decision = decide(fields, req.kind, settings.default_region)  # type: ignore[arg-type]
+    decision = replace(decision, reason=_storable_text(decision.reason))
     if not _transition(req.status, decision.outcome):
         return Applied(
             "duplicate", head.lead_id, head.workspace_id, req.id, req.kind, req.status, decision
@@ -257,9 +268,10 @@ async def _write(
             lease_owner=None,
         )
     )
-    events: list[dict[str, Any]] = [
-        _event(head, now, "enrichment_" + decision.outcome, req, req.kind, None, decision.reason)
-    ]
+    outcome_event = _event(head, now, "enrichment_" + decision.outcome, req, req.kind, None, None)
+    # The reason is Clay's text, not a value of the field: kept as it is, never masked away.
+    outcome_event["detail"] = decision.reason
+    events: list[dict[str, Any]] = [outcome_event]
     lead_changes: dict[str, Any] = {}
     field = KIND_FIELD[req.kind]
     if decision.outcome == "enriched" and decision.value is not None:
@@ -292,6 +304,22 @@ async def _write(
         lead_changes["updated_at"] = now
         await conn.execute(sa.update(L).where(L.c.id == head.lead_id).values(**lead_changes))
     await conn.execute(sa.insert(m.lead_event), events)
+
+
+def _storable_text(text: str | None) -> str | None:
+    """``text`` as both databases can store it: no NUL character, no unpaired surrogate.
+
+    JSON can carry both (``\\u0000``, ``\\ud800``); PostgreSQL refuses the first and
+    neither driver can encode the second, which would turn a callback into a 500.
+    """
+    if text is None:
+        return None
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _token_matches(given: str, expected: str) -> bool:
+    # surrogatepass: a token holding an unpaired surrogate is simply wrong, not an error.
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _same(field: str, a: str, b: str) -> bool:

@@ -21,11 +21,12 @@ from clayloop import models as m
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackError, CallbackFields, extract_callback
 from clayloop.enrichment.callbacks import Applied, apply_callback
+from clayloop.enrichment.policy import KIND_FIELD
 from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import get_logger
-from clayloop.kit.redact import mask_email, redact_mapping
+from clayloop.kit.redact import mask_email, mask_value, redact_mapping
 from clayloop.kit.runtime import Runtime
 from clayloop.leads.schemas import error_responses
 
@@ -240,7 +241,7 @@ async def clay_callback(request: Request) -> JSONResponse:
     except ClayloopError as exc:
         await _journal_failure(runtime, exc, cred, body, obj, fields, started)
         return _error(exc.status, exc.code, exc.detail)
-    _log(applied, cred, 200, started)
+    _log(applied, cred, fields, 200, started)
     metrics.CALLBACKS.labels(applied.result, applied.kind).inc()
     return JSONResponse(
         {
@@ -280,15 +281,25 @@ async def _journal_failure(
         outcome=exc.code,
         http_status=exc.status,
         kind=fields.kind if fields else None,
-        request_id=fields.request_id if fields else None,
-        lead_id=fields.lead_id if fields else None,
+        # Unverified hints, logged with any email inside masked (a mis-mapped Clay column
+        # can put the lead's email where its id belongs).
+        request_id=_masked(fields.request_id) if fields else None,
+        lead_id=_masked(fields.lead_id) if fields else None,
         auth=cred.method if cred else None,
         email=mask_email(fields.email) if fields else None,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
 
 
-def _log(applied: Applied, cred: Credential, status: int, started: float) -> None:
+def _masked(text: str | None) -> str | None:
+    """Free text for a log line, every email address in it masked."""
+    masked: str | None = redact_mapping(text)
+    return masked
+
+
+def _log(
+    applied: Applied, cred: Credential, fields: CallbackFields, status: int, started: float
+) -> None:
     log.info(
         "callback",
         outcome=applied.result,
@@ -298,6 +309,9 @@ def _log(applied: Applied, cred: Credential, status: int, started: float) -> Non
         lead_id=applied.lead_id,
         request_id=applied.request_id,
         auth=cred.method,
-        reason=applied.decision.reason,
+        email=mask_email(fields.email),
+        value=mask_value(KIND_FIELD[applied.kind], applied.decision.value),
+        # Clay's message is free text and may quote the lead's email.
+        reason=_masked(applied.decision.reason),
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )

@@ -64,7 +64,8 @@ async def evaluate_lead(
 
     An eligible lead with no open request gets a queued one; a queued request of a
     lead that stopped being eligible is skipped with the reason; an ineligible lead
-    gets a skipped request recording why (once per reason, so re-evaluating is quiet).
+    whose kind was never tried gets a skipped request recording why (once per reason,
+    so re-evaluating is quiet).
     Requests already sending or sent are left alone: Clay has the row.
     """
     lead_id = lead["id"]
@@ -88,7 +89,10 @@ async def evaluate_lead(
             statuses.append("queued")
             await _event(conn, lead, now, "request_opened", kind, source)
             continue
-        if current is None or current.status != "skipped" or current.reason != verdict.reason:
+        # A finished cycle (enriched, not_found, failed) stays the kind's latest request: it
+        # already explains why nothing is sent (has_value, cooldown), and a skip written
+        # over it would hide the result. Only a kind never tried records its skip reason.
+        if current is None or (current.status == "skipped" and current.reason != verdict.reason):
             await _insert(conn, lead, kind, "skipped", verdict.reason, now)
             statuses.append("skipped")
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class LeadIn(BaseModel):
@@ -25,6 +25,14 @@ class LeadIn(BaseModel):
     ghl_contact_id: str | None = Field(None, max_length=200)
     external_id: str | None = Field(None, max_length=200)
     opted_out: bool | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_character(cls, value: object) -> object:
+        # PostgreSQL text cannot hold NUL: refuse it as input instead of failing on insert.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class RequestSummary(BaseModel):
@@ -84,5 +92,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with stored data",
         413: "Body too large",
         422: "Input that cannot be accepted",
+        503: "The database did not answer",
     }
     return {c: {"model": ErrorOut, "description": text.get(c, "Error")} for c in codes}
