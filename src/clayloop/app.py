@@ -12,9 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from clayloop import __version__
 from clayloop.config import Settings, get_settings
+from clayloop.enrichment.endpoints import clay_callback
 from clayloop.enrichment.endpoints import router as callback_router
 from clayloop.kit.db import create_engine
 from clayloop.kit.errors import ClayloopError
@@ -91,6 +93,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     _install_error_handlers(app)
     _document_real_validation_errors(app)
     app.include_router(callback_router)
+    # The hot path also answers through a plain Starlette route placed first: the same
+    # function, without FastAPI's per-request dependency machinery (about 0.06 ms of the
+    # ~1 ms a callback costs). The FastAPI route above stays for the OpenAPI document.
+    app.router.routes.insert(0, Route("/api/webhooks/clay", clay_callback, methods=["POST"]))
     app.include_router(leads_router)
     app.include_router(workspace_router)
     app.include_router(targets_router)

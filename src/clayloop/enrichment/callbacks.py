@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import json
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from clayloop import models as m
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackFields, Decision, decide
 from clayloop.enrichment.policy import KIND_FIELD, OPEN, rollup
 from clayloop.enrichment.requests import pick_latest
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.ids import callback_token, is_uuid
+from clayloop.kit.rawsql import Query, RawTx
 from clayloop.kit.redact import mask_value
 from clayloop.leads.normalize import (
     InvalidValue,
@@ -24,28 +25,120 @@ from clayloop.leads.normalize import (
     normalize_email,
     normalize_linkedin_url,
 )
-from clayloop.workspaces.schemas import load_settings
+from clayloop.workspaces.schemas import WorkspaceSettings, load_settings
 
-R = m.enrichment_request
-L = m.lead
+# Named queries of the callback hot path (plain SQL: see clayloop.kit.rawsql).
 
-# The columns a callback needs: the lead's identity and every request of the lead.
-_LOCATE_COLUMNS = (
-    L.c.id.label("lead_id"),
-    L.c.workspace_id,
-    L.c.email,
-    L.c.linkedin_url,
-    L.c.linkedin_key,
-    L.c.phone,
-    L.c.enrichment_status,
-    m.workspace.c.settings,
-    R.c.id.label("request_id"),
-    R.c.kind,
-    R.c.status,
-    R.c.reason,
-    R.c.result_value,
-    R.c.created_at,
+# Lock the lead a request belongs to (PostgreSQL); returns the lead id.
+LOCK_LEAD_OF_REQUEST = Query(
+    """SELECT l.id FROM lead l JOIN enrichment_request r ON r.lead_id = l.id
+       WHERE r.id = $1 FOR UPDATE OF l"""
 )
+# Lock a lead by id (PostgreSQL).
+LOCK_LEAD = Query("SELECT id FROM lead WHERE id = $1 FOR UPDATE")
+# The lead a request belongs to (SQLite: writers are serialized by BEGIN IMMEDIATE).
+LEAD_OF_REQUEST = Query("SELECT lead_id AS id FROM enrichment_request WHERE id = $1")
+# A lead's identity, its workspace settings and every request of it, oldest first.
+LOCATE = Query(
+    """SELECT l.id AS lead_id, l.workspace_id, l.email, l.linkedin_url, l.linkedin_key,
+              l.phone, l.enrichment_status, w.settings,
+              r.id AS request_id, r.kind, r.status, r.reason, r.result_value
+       FROM lead l
+       JOIN workspace w ON w.id = l.workspace_id
+       LEFT JOIN enrichment_request r ON r.lead_id = l.id
+       WHERE l.id = $1
+       ORDER BY r.created_at, r.id"""
+)
+# Leads with this email, primary or alternate (any workspace / one workspace).
+LEADS_BY_EMAIL = Query(
+    """SELECT id FROM lead WHERE email = $1
+       UNION SELECT lead_id FROM lead_alternate_email WHERE email = $1 LIMIT 50"""
+)
+LEADS_BY_EMAIL_IN = Query(
+    """SELECT id FROM lead WHERE email = $1 AND workspace_id = $2
+       UNION SELECT lead_id FROM lead_alternate_email WHERE email = $1 AND workspace_id = $2
+       LIMIT 50"""
+)
+# Leads with this LinkedIn profile (any workspace / one workspace).
+LEADS_BY_LINKEDIN = Query("SELECT id FROM lead WHERE linkedin_key = $1 LIMIT 50")
+LEADS_BY_LINKEDIN_IN = Query(
+    "SELECT id FROM lead WHERE linkedin_key = $1 AND workspace_id = $2 LIMIT 50"
+)
+# Close a request with the callback's outcome.
+CLOSE_REQUEST = Query(
+    """UPDATE enrichment_request
+       SET status = $2, reason = $3, result_value = $4, completed_at = $5, updated_at = $5,
+           lease_until = NULL, lease_owner = NULL
+       WHERE id = $1"""
+)
+# Fill the lead's phone and store its rollup.
+FILL_PHONE = Query(
+    "UPDATE lead SET phone = $2, enrichment_status = $3, updated_at = $4 WHERE id = $1"
+)
+# Fill the lead's LinkedIn URL (and its match key) and store its rollup.
+FILL_LINKEDIN = Query(
+    """UPDATE lead SET linkedin_url = $2, linkedin_key = $3, enrichment_status = $4,
+       updated_at = $5 WHERE id = $1"""
+)
+# Store the lead's rollup.
+SET_STATUS = Query("UPDATE lead SET enrichment_status = $2, updated_at = $3 WHERE id = $1")
+# One line of the callback journal.
+INSERT_JOURNAL = Query(
+    """INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
+                                   auth_method, outcome, http_status, body_sha256,
+                                   body_redacted, error, duration_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+)
+# One line of lead history.
+INSERT_LEAD_EVENT = Query(
+    """INSERT INTO lead_event (lead_id, workspace_id, created_at, event, field, old_value,
+                               new_value, source, request_id, detail)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+)
+
+
+# PostgreSQL: every write of an applied callback in one statement (one round trip):
+# close the request, fill the lead and store its rollup, add its history, journal it.
+APPLY_PG = Query(
+    """WITH closed AS (
+         UPDATE enrichment_request
+         SET status = $2, reason = $3, result_value = $4, completed_at = $5, updated_at = $5,
+             lease_until = NULL, lease_owner = NULL
+         WHERE id = $1
+       ), filled AS (
+         UPDATE lead
+         SET phone = CASE WHEN $6::text = 'phone' THEN $7 ELSE phone END,
+             linkedin_url = CASE WHEN $6::text = 'linkedin_url' THEN $7 ELSE linkedin_url END,
+             linkedin_key = CASE WHEN $6::text = 'linkedin_url' THEN $8 ELSE linkedin_key END,
+             enrichment_status = $9, updated_at = $5
+         WHERE id = $10 AND ($6::text IS NOT NULL OR enrichment_status <> $9)
+       ), history AS (
+         INSERT INTO lead_event (lead_id, workspace_id, created_at, event, field, old_value,
+                                 new_value, source, request_id, detail)
+         SELECT $10, $11, $5, e.event, e.field, e.old_value, e.new_value, 'clay_callback', $1,
+                e.detail
+         FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+              AS e(event, field, old_value, new_value, detail)
+       )
+       INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
+                                   auth_method, outcome, http_status, body_sha256,
+                                   body_redacted, error, duration_ms)
+       VALUES ($5, $11, $1, $10, $17, $18, 'applied', 200, $19, $20, $3, $21)"""
+)
+
+
+@dataclass(frozen=True)
+class Journal:
+    """What the journal row of an accepted callback needs besides the outcome."""
+
+    auth_method: str
+    body_sha256: str
+    body_redacted: str | None
+    started: float
+
+    def duration_ms(self) -> float:
+        """Milliseconds since the callback was received."""
+        return round((time.perf_counter() - self.started) * 1000, 3)
 
 
 @dataclass(frozen=True)
@@ -72,62 +165,52 @@ class _Req:
     result_value: str | None
 
 
-def _locate_query(where: Any) -> Any:
-    return (
-        sa.select(*_LOCATE_COLUMNS)
-        .select_from(
-            L.join(m.workspace, m.workspace.c.id == L.c.workspace_id).outerjoin(
-                R, R.c.lead_id == L.c.id
-            )
-        )
-        .where(where)
-        .order_by(R.c.created_at, R.c.id)
-    )
+@dataclass(frozen=True)
+class _Lead:
+    """The lead a callback is about, with its workspace settings (raw JSON)."""
+
+    lead_id: str
+    workspace_id: str
+    email: str | None
+    linkedin_url: str | None
+    phone: str | None
+    enrichment_status: str
+    settings: Any
 
 
-async def _lead_rows(conn: AsyncConnection, where: Any) -> list[Any]:
+async def _lead_rows(tx: RawTx, lead_id: str) -> list[dict[str, Any]]:
     """The lead's rows (one per request), read while holding the lead's row lock.
 
     Two callbacks for one lead serialize on that lock, so each applies exactly once and
     the rollup sees the other's result. On PostgreSQL the lock is taken by a statement of
     its own and the rows are read by the next one: under READ COMMITTED a locking SELECT
-    that waited re-reads only the locked lead row, while the joined request rows stay as
-    they were when the statement started, before the other callback committed. SQLite
-    needs no lock: writers are serialized from BEGIN IMMEDIATE on.
+    that waited re-reads only the locked lead row, while joined request rows would stay
+    as they were before the other callback committed. SQLite needs no lock: writers are
+    serialized from BEGIN IMMEDIATE on.
     """
-    if conn.dialect.name == "postgresql":
-        locked = await conn.execute(sa.select(L.c.id).where(where).with_for_update())
-        if locked.first() is None:
-            return []
-    return list((await conn.execute(_locate_query(where))).all())
+    if tx.dialect == "postgresql" and not await tx.fetch(LOCK_LEAD, lead_id):
+        return []
+    return await tx.fetch(LOCATE, lead_id)
 
 
 async def _find_by_identity(
-    conn: AsyncConnection, cred: Credential, fields: CallbackFields
-) -> list[Any]:
+    tx: RawTx, cred: Credential, fields: CallbackFields
+) -> list[dict[str, Any]]:
     """Leads a callback without ids points at: by email, or for phone by LinkedIn URL."""
-    scope = [] if cred.workspace_id is None else [L.c.workspace_id == cred.workspace_id]
-    probes: list[Any] = []
+    probes: list[tuple[Query, Query, str]] = []
+    # A hint that does not normalize identifies nobody: it is skipped, not an error.
     if fields.email:
-        try:
-            email = normalize_email(fields.email)
-        except InvalidValue:
-            email = None
-        if email:
-            alt = sa.select(m.lead_alternate_email.c.lead_id).where(
-                m.lead_alternate_email.c.email == email
-            )
-            probes.append(sa.or_(L.c.email == email, L.c.id.in_(alt)))
+        with contextlib.suppress(InvalidValue):
+            probes.append((LEADS_BY_EMAIL, LEADS_BY_EMAIL_IN, normalize_email(fields.email)))
     if fields.kind != "linkedin" and isinstance(fields.linkedin_raw, str):
-        try:
+        with contextlib.suppress(InvalidValue):
             key = linkedin_match_key(normalize_linkedin_url(fields.linkedin_raw))
-        except InvalidValue:
-            key = None
-        if key:
-            probes.append(L.c.linkedin_key == key)
-    for probe in probes:
-        ids = (await conn.execute(sa.select(L.c.id).where(probe, *scope).limit(50))).scalars()
-        found = list(ids)
+            probes.append((LEADS_BY_LINKEDIN, LEADS_BY_LINKEDIN_IN, key))
+    for anywhere, within, value in probes:
+        if cred.workspace_id is None:
+            found = await tx.fetch(anywhere, value)
+        else:
+            found = await tx.fetch(within, value, cred.workspace_id)
         if len(found) > 1:
             raise ClayloopError(
                 422,
@@ -136,7 +219,7 @@ async def _find_by_identity(
                 "add request_id or lead_id to the Clay HTTP API action body",
             )
         if found:
-            return await _lead_rows(conn, L.c.id == found[0])
+            return await _lead_rows(tx, found[0]["id"])
     raise ClayloopError(
         404,
         "unknown_lead",
@@ -146,32 +229,33 @@ async def _find_by_identity(
 
 
 async def _locate(
-    conn: AsyncConnection, cred: Credential, fields: CallbackFields
-) -> tuple[list[Any], str | None]:
+    tx: RawTx, cred: Credential, fields: CallbackFields
+) -> tuple[list[dict[str, Any]], str | None]:
     """The lead's rows (one per request) and the request id named by the payload, if any."""
     if fields.request_id is not None:
         if not is_uuid(fields.request_id):
             raise ClayloopError(404, "unknown_request", "request_id is not a known request")
-        owner = sa.select(R.c.lead_id).where(R.c.id == fields.request_id).scalar_subquery()
-        rows = await _lead_rows(conn, L.c.id == owner)
+        owner_query = LOCK_LEAD_OF_REQUEST if tx.dialect == "postgresql" else LEAD_OF_REQUEST
+        owner = await tx.fetch(owner_query, fields.request_id)
+        rows = await tx.fetch(LOCATE, owner[0]["id"]) if owner else []
         if not rows:
             raise ClayloopError(404, "unknown_request", "request_id is not a known request")
         return rows, fields.request_id
     if fields.lead_id is not None:
         if not is_uuid(fields.lead_id):
             raise ClayloopError(404, "unknown_lead", "lead_id is not a known lead")
-        rows = await _lead_rows(conn, L.c.id == fields.lead_id)
+        rows = await _lead_rows(tx, fields.lead_id)
         if not rows:
             raise ClayloopError(404, "unknown_lead", "lead_id is not a known lead")
         return rows, None
-    return await _find_by_identity(conn, cred, fields), None
+    return await _find_by_identity(tx, cred, fields), None
 
 
-def _choose_request(rows: list[Any], named: str | None, fields: CallbackFields) -> _Req:
+def _choose_request(rows: list[dict[str, Any]], named: str | None, fields: CallbackFields) -> _Req:
     requests = [
-        _Req(r.request_id, r.kind, r.status, r.reason, r.result_value)
+        _Req(r["request_id"], r["kind"], r["status"], r["reason"], r["result_value"])
         for r in rows
-        if r.request_id is not None
+        if r["request_id"] is not None
     ]
     if named is not None:
         req = next(r for r in requests if r.id == named)
@@ -213,22 +297,45 @@ def _transition(current: str, outcome: str) -> bool:
     return current != "enriched" and outcome == "enriched"
 
 
+@lru_cache(maxsize=256)
+def _settings(raw: str | None) -> WorkspaceSettings:
+    # Settings arrive as JSON text with every callback; parse each distinct text once.
+    return load_settings(json.loads(raw) if raw else None)
+
+
 async def apply_callback(
-    conn: AsyncConnection,
+    tx: RawTx,
     *,
     cred: Credential,
     fields: CallbackFields,
     token_key: str,
     now: datetime,
+    journal: Journal,
 ) -> Applied:
-    """Find the request a callback completes and apply it in the caller's transaction."""
-    rows, named = await _locate(conn, cred, fields)
-    head = rows[0]
+    """Find the request a callback completes and apply it in the caller's transaction.
+
+    An applied callback is journaled here, with its writes; a duplicate is journaled by
+    the caller (the journal row is the only thing it writes).
+    """
+    rows, named = await _locate(tx, cred, fields)
+    first = rows[0]
+    head = _Lead(
+        lead_id=first["lead_id"],
+        workspace_id=first["workspace_id"],
+        email=first["email"],
+        linkedin_url=first["linkedin_url"],
+        phone=first["phone"],
+        enrichment_status=first["enrichment_status"],
+        settings=first["settings"],
+    )
     if cred.workspace_id is not None and head.workspace_id != cred.workspace_id:
         # Same answer as an unknown id: a credential never learns about other workspaces.
         raise ClayloopError(404, "unknown_request" if named else "unknown_lead", "not found")
     req = _choose_request(rows, named, fields)
-    settings = load_settings(head.settings)
+    raw_settings = head.settings
+    settings = _settings(
+        raw_settings if isinstance(raw_settings, str) else json.dumps(raw_settings)
+    )
     if fields.callback_token is not None:
         if not _token_matches(fields.callback_token, callback_token(token_key, req.id)):
             raise ClayloopError(
@@ -246,64 +353,102 @@ async def apply_callback(
         return Applied(
             "duplicate", head.lead_id, head.workspace_id, req.id, req.kind, req.status, decision
         )
-    await _write(conn, rows, head, req, decision, now)
+    await _write(tx, rows, head, req, decision, now, journal)
     return Applied(
         "applied", head.lead_id, head.workspace_id, req.id, req.kind, decision.outcome, decision
     )
 
 
 async def _write(
-    conn: AsyncConnection, rows: list[Any], head: Any, req: _Req, decision: Decision, now: datetime
+    tx: RawTx,
+    rows: list[dict[str, Any]],
+    head: _Lead,
+    req: _Req,
+    decision: Decision,
+    now: datetime,
+    journal: Journal,
 ) -> None:
-    await conn.execute(
-        sa.update(R)
-        .where(R.c.id == req.id)
-        .values(
-            status=decision.outcome,
-            reason=decision.reason,
-            result_value=decision.value,
-            completed_at=now,
-            updated_at=now,
-            lease_until=None,
-            lease_owner=None,
+    # The reason is Clay's text, not a value of the field: kept in detail, never masked.
+    events = [
+        _event(
+            head,
+            now,
+            "enrichment_" + decision.outcome,
+            req,
+            req.kind,
+            None,
+            None,
+            detail=decision.reason,
         )
-    )
-    outcome_event = _event(head, now, "enrichment_" + decision.outcome, req, req.kind, None, None)
-    # The reason is Clay's text, not a value of the field: kept as it is, never masked away.
-    outcome_event["detail"] = decision.reason
-    events: list[dict[str, Any]] = [outcome_event]
-    lead_changes: dict[str, Any] = {}
+    ]
     field = KIND_FIELD[req.kind]
+    fill: str | None = None
     if decision.outcome == "enriched" and decision.value is not None:
         current = getattr(head, field)
         if not current:
-            lead_changes[field] = decision.value
-            if field == "linkedin_url":
-                lead_changes["linkedin_key"] = linkedin_match_key(decision.value)
+            fill = decision.value
             events.append(_event(head, now, "field_set", req, field, None, decision.value))
-        elif _same(field, current, decision.value):
-            pass
-        else:
+        elif not _same(field, current, decision.value):
             # Fill-only: the stored value wins, and the disagreement is recorded.
             events.append(_event(head, now, "conflict", req, field, current, decision.value))
     latest = pick_latest(
         _Req(
-            r.request_id,
-            r.kind,
-            decision.outcome if r.request_id == req.id else r.status,
+            r["request_id"],
+            r["kind"],
+            decision.outcome if r["request_id"] == req.id else r["status"],
             None,
             None,
         )
         for r in rows
-        if r.request_id is not None
+        if r["request_id"] is not None
     )
     status = rollup(bool(head.email), [r.status for r in latest.values()])
-    if status != head.enrichment_status:
-        lead_changes["enrichment_status"] = status
-    if lead_changes:
-        lead_changes["updated_at"] = now
-        await conn.execute(sa.update(L).where(L.c.id == head.lead_id).values(**lead_changes))
-    await conn.execute(sa.insert(m.lead_event), events)
+    if tx.dialect == "postgresql":
+        columns = list(zip(*events, strict=True))
+        await tx.execute(
+            APPLY_PG,
+            req.id,
+            decision.outcome,
+            decision.reason,
+            decision.value,
+            now,
+            field if fill is not None else None,
+            fill,
+            linkedin_match_key(fill) if fill is not None and field == "linkedin_url" else None,
+            status,
+            head.lead_id,
+            head.workspace_id,
+            *(list(columns[i]) for i in (3, 4, 5, 6, 9)),
+            req.kind,
+            journal.auth_method,
+            journal.body_sha256,
+            journal.body_redacted,
+            journal.duration_ms(),
+        )
+        return
+    await tx.execute(CLOSE_REQUEST, req.id, decision.outcome, decision.reason, decision.value, now)
+    if fill is not None and field == "phone":
+        await tx.execute(FILL_PHONE, head.lead_id, fill, status, now)
+    elif fill is not None:
+        await tx.execute(FILL_LINKEDIN, head.lead_id, fill, linkedin_match_key(fill), status, now)
+    elif status != head.enrichment_status:
+        await tx.execute(SET_STATUS, head.lead_id, status, now)
+    await tx.executemany(INSERT_LEAD_EVENT, events)
+    await tx.execute(
+        INSERT_JOURNAL,
+        now,
+        head.workspace_id,
+        req.id,
+        head.lead_id,
+        req.kind,
+        journal.auth_method,
+        "applied",
+        200,
+        journal.body_sha256,
+        journal.body_redacted,
+        decision.reason,
+        journal.duration_ms(),
+    )
 
 
 def _storable_text(text: str | None) -> str | None:
@@ -329,24 +474,27 @@ def _same(field: str, a: str, b: str) -> bool:
 
 
 def _event(
-    head: Any,
+    head: _Lead,
     now: datetime,
     event: str,
     req: _Req,
     field: str | None,
     old: str | None,
     new: str | None,
-) -> dict[str, Any]:
+    *,
+    detail: str | None = None,
+) -> tuple[Any, ...]:
+    """One INSERT_LEAD_EVENT parameter row; values are masked for email and phone fields."""
     masked_field = field or ""
-    return {
-        "lead_id": head.lead_id,
-        "workspace_id": head.workspace_id,
-        "created_at": now,
-        "event": event,
-        "field": field,
-        "old_value": mask_value(masked_field, old),
-        "new_value": mask_value(masked_field, new) if field else new,
-        "source": "clay_callback",
-        "request_id": req.id,
-        "detail": None,
-    }
+    return (
+        head.lead_id,
+        head.workspace_id,
+        now,
+        event,
+        field,
+        mask_value(masked_field, old),
+        mask_value(masked_field, new) if field else new,
+        "clay_callback",
+        req.id,
+        detail,
+    )

@@ -12,20 +12,19 @@ import json
 import time
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from clayloop import models as m
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackError, CallbackFields, extract_callback
-from clayloop.enrichment.callbacks import Applied, apply_callback
+from clayloop.enrichment.callbacks import INSERT_JOURNAL, Applied, Journal, apply_callback
 from clayloop.enrichment.policy import KIND_FIELD
 from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import get_logger
+from clayloop.kit.rawsql import raw_transaction
 from clayloop.kit.redact import mask_email, mask_value, redact_mapping
 from clayloop.kit.runtime import Runtime
 from clayloop.leads.schemas import error_responses
@@ -149,22 +148,23 @@ def _journal_row(
     fields: CallbackFields | None,
     error: str | None,
     started: float,
-) -> dict[str, Any]:
-    return {
-        "received_at": utcnow(),
-        "workspace_id": applied.workspace_id if applied else (cred.workspace_id if cred else None),
-        "request_id": applied.request_id if applied else None,
-        "lead_id": applied.lead_id if applied else None,
-        "kind": applied.kind if applied else (fields.kind if fields else None),
-        "auth_method": cred.method if cred else None,
-        "outcome": outcome,
-        "http_status": status,
-        "body_sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
+) -> tuple[Any, ...]:
+    """The INSERT_JOURNAL parameters for one callback."""
+    return (
+        utcnow(),
+        applied.workspace_id if applied else (cred.workspace_id if cred else None),
+        applied.request_id if applied else None,
+        applied.lead_id if applied else None,
+        applied.kind if applied else (fields.kind if fields else None),
+        cred.method if cred else None,
+        outcome,
+        status,
+        hashlib.sha256(body).hexdigest() if body is not None else None,
         # A body is journaled (redacted) only once the sender proved it knows a secret.
-        "body_redacted": _redacted(obj) if cred else None,
-        "error": error,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    }
+        _redacted(obj) if cred else None,
+        error,
+        round((time.perf_counter() - started) * 1000, 3),
+    )
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
@@ -222,22 +222,34 @@ async def clay_callback(request: Request) -> JSONResponse:
             fields = extract_callback(obj)
         except CallbackError as exc:
             raise ClayloopError(exc.status, exc.code, exc.detail) from exc
-        async with runtime.engine.begin() as conn:
+        journal = Journal(
+            auth_method=cred.method,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_redacted=_redacted(obj),
+            started=started,
+        )
+        async with raw_transaction(runtime.engine) as tx:
             applied = await apply_callback(
-                conn, cred=cred, fields=fields, token_key=runtime.token_key, now=utcnow()
-            )
-            row = _journal_row(
-                outcome=applied.result,
-                status=200,
+                tx,
                 cred=cred,
-                body=body,
-                obj=obj,
-                applied=applied,
                 fields=fields,
-                error=applied.decision.reason if applied.result == "applied" else None,
-                started=started,
+                token_key=runtime.token_key,
+                now=utcnow(),
+                journal=journal,
             )
-            await conn.execute(sa.insert(m.callback_event).values(**row))
+            if applied.result == "duplicate":
+                row = _journal_row(
+                    outcome=applied.result,
+                    status=200,
+                    cred=cred,
+                    body=body,
+                    obj=obj,
+                    applied=applied,
+                    fields=fields,
+                    error=None,
+                    started=started,
+                )
+                await tx.execute(INSERT_JOURNAL, *row)
     except ClayloopError as exc:
         await _journal_failure(runtime, exc, cred, body, obj, fields, started)
         return _error(exc.status, exc.code, exc.detail)
@@ -273,8 +285,8 @@ async def _journal_failure(
         error=exc.detail[:500],
         started=started,
     )
-    async with runtime.engine.begin() as conn:
-        await conn.execute(sa.insert(m.callback_event).values(**row))
+    async with raw_transaction(runtime.engine) as tx:
+        await tx.execute(INSERT_JOURNAL, *row)
     metrics.CALLBACKS.labels(exc.code, fields.kind if fields and fields.kind else "unknown").inc()
     log.warning(
         "callback",
