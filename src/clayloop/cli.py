@@ -326,8 +326,11 @@ def target_add(
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        fail(f"--{where.replace('_', '-')}: {first['msg']}")
+        field = str(first["loc"][0]) if first["loc"] else "input"
+        option = {"required_fields": "required"}.get(field, field.replace("_", "-"))
+        # pydantic prefixes a validator's own message with "Value error, "; say it plainly.
+        message = str(first["msg"]).removeprefix("Value error, ")
+        fail(f"--{option}: {message}")
         raise
 
     out = run(lambda s: _with_conn(s, lambda conn: add_target(conn, workspace, data)))

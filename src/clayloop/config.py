@@ -107,6 +107,16 @@ class Settings(BaseSettings):
             trimmed += 1
         return {**data, "trimmed_secret_count": trimmed}
 
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> Settings:
+        # A lease that can expire while its POST is still waiting for Clay lets another
+        # worker claim and send the same row again.
+        if self.lease_seconds <= self.send_timeout_seconds:
+            raise ValueError(
+                "CLAYLOOP_LEASE_SECONDS must be longer than CLAYLOOP_SEND_TIMEOUT_SECONDS"
+            )
+        return self
+
     @property
     def callback_url(self) -> str:
         """The public URL of the callback endpoint, as written into outgoing rows."""

@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 
+import anyio.lowlevel
 import httpx
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -34,6 +35,19 @@ from clayloop.kit.runtime import Runtime
 from clayloop.ops.monitors import check_queue, check_targets, purge_journal
 
 log = get_logger("worker")
+
+# How long stopping waits for a dispatch, sweep or monitor pass to finish before cancelling it.
+LOOP_STOP_SECONDS = 10.0
+
+# A claimed row leaves this long after its tokens were taken (the claim's ``now``), not as
+# soon as the claim commits. Clay counts rows when they arrive, the buckets count them when
+# they are claimed, and the delay in between is uneven: the claim transaction, a cold
+# connection or a busy event loop hold some rows back more than others (the first burst
+# after start-up by 100-180 ms on a 2-core machine), and a burst that leaves late followed by
+# rows that leave on time reaches Clay bunched, which the one token of headroom cannot cover
+# (bench/dispatch.py saw a 429 right after the first burst). A fixed delay absorbs that
+# jitter up to this many seconds, so rows reach Clay at the pace they were claimed at.
+SEND_ALIGN_SECONDS = 0.25
 
 
 class Worker:
@@ -57,6 +71,9 @@ class Worker:
             limits=httpx.Limits(max_connections=self.settings.send_concurrency),
             follow_redirects=False,
         )
+        # httpx's first request imports anyio's asyncio backend: ~70 ms with the event loop
+        # blocked, which would land after SEND_ALIGN_SECONDS, in the middle of the first burst.
+        await anyio.lowlevel.checkpoint()
         self._tasks = [
             asyncio.create_task(self._loop("dispatch", self._dispatch_once), name="dispatch"),
             asyncio.create_task(
@@ -73,11 +90,16 @@ class Worker:
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, wait for sends in flight, release what was claimed and not sent."""
         self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The loops notice the flag between passes. Cancelling one mid-transaction can strand
+        # its connection with the transaction open (on SQLite: the database's write lock,
+        # held until the process exits), so cancel only a pass that will not finish.
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=LOOP_STOP_SECONDS)
+            for task in stuck:
+                task.cancel()
+            for task in stuck:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._inflight:
             await asyncio.wait(
                 self._inflight, timeout=grace or self.settings.send_timeout_seconds + 5
@@ -133,26 +155,31 @@ class Worker:
             if room <= 0 or self._stopping.is_set():
                 break
             async with engine.begin() as conn:
+                now = utcnow()
                 round_ = await claim_for_target(
                     conn,
                     target_id=target.id,
                     settings=self.settings,
                     token_key=self.runtime.token_key,
                     worker_id=self.worker_id,
-                    now=utcnow(),
+                    now=now,
                     max_claims=min(room, self.settings.dispatch_batch),
                 )
             wake = min(wake, round_.wake_in)
+            send_at = now.timestamp() + SEND_ALIGN_SECONDS
             for claim in round_.claims:
                 self._unsent[claim.request_id] = claim
-                task = asyncio.create_task(self._send(claim))
+                task = asyncio.create_task(self._send(claim, send_at))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             room -= len(round_.claims)
         return max(0.005, wake)
 
-    async def _send(self, claim: Claim) -> None:
+    async def _send(self, claim: Claim, send_at: float = 0.0) -> None:
         assert self._http is not None
+        delay = send_at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
         async with self._sem:
             self._unsent.pop(claim.request_id, None)
             started = time.perf_counter()

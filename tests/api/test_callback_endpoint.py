@@ -1204,3 +1204,18 @@ async def test_updating_an_enriched_lead_keeps_its_enriched_status(client, ws, e
     assert body["enrichment_status"] == "enriched"
     assert body["enrichment"]["phone"]["request_id"] == sent.request_id("phone")
     assert body["enrichment"]["phone"]["status"] == "enriched"
+
+
+async def test_a_lead_in_its_cooldown_records_the_reason_and_is_not_sent_again(client, ws, engine):
+    sent = await sent_lead(client, ws, engine, kinds=("phone",), linkedin_url=PROFILE)
+    assert_applied(
+        await call(client, sent.body("phone", status="not_found")), sent.id, "phone", "not_found"
+    )
+    again = await create_lead(client, ws, email=sent.lead["email"], title="CFO")
+    assert again["enrichment"]["phone"]["status"] == "skipped"
+    assert again["enrichment"]["phone"]["reason"] == "cooldown"
+    assert again["enrichment"]["phone"]["request_id"] != sent.request_id("phone")
+    assert again["enrichment_status"] == "not_found"
+    # Re-evaluating again is quiet: no second cooldown record.
+    third = await create_lead(client, ws, email=sent.lead["email"], title="CEO")
+    assert third["enrichment"]["phone"]["request_id"] == again["enrichment"]["phone"]["request_id"]

@@ -46,3 +46,8 @@ def test_settings_trim_secrets_from_the_environment(monkeypatch: pytest.MonkeyPa
 def test_settings_without_secrets_have_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLAYLOOP_CALLBACK_SECRETS", raising=False)
     assert Settings(_env_file=None).callback_secrets == []  # type: ignore[call-arg]
+
+
+def test_a_lease_shorter_than_a_send_is_refused() -> None:
+    with pytest.raises(ValueError, match="LEASE_SECONDS"):
+        Settings(_env_file=None, lease_seconds=5, send_timeout_seconds=15)  # type: ignore[call-arg]

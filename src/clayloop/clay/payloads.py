@@ -96,6 +96,8 @@ class CallbackFields:
     callback_token: str | None
     kind: Kind | None
     """Declared kind, else inferred from which value field is present, else None."""
+    kind_declared: bool
+    """Whether ``kind`` was declared (enrichment_type, …) rather than inferred."""
     email: str | None
     """Raw (trimmed) email hint, for the lookup when there are no ids."""
     linkedin_raw: object
@@ -140,6 +142,7 @@ def extract_callback(body: dict[str, Any]) -> CallbackFields:
     has_linkedin_key, linkedin_raw = _pick_value(keys, "linkedin")
     has_phone_key, phone_raw = _pick_value(keys, "phone")
     kind: Kind | None = _first(keys, KIND_KEYS, _read_kind)
+    kind_declared = kind is not None
     if kind is None and has_linkedin_key != has_phone_key:
         kind = "linkedin" if has_linkedin_key else "phone"
 
@@ -148,6 +151,7 @@ def extract_callback(body: dict[str, Any]) -> CallbackFields:
         lead_id=_first(keys, LEAD_ID_KEYS, _read_id),
         callback_token=_first(keys, CALLBACK_TOKEN_KEYS, _read_id),
         kind=kind,
+        kind_declared=kind_declared,
         email=_first(keys, EMAIL_KEYS, _read_email),
         linkedin_raw=linkedin_raw,
         phone_raw=phone_raw,

@@ -14,7 +14,7 @@ from typing import Any
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackFields, Decision, decide
 from clayloop.enrichment.policy import KIND_FIELD, OPEN, rollup
-from clayloop.enrichment.requests import pick_latest
+from clayloop.enrichment.requests import pick_for_rollup, pick_latest
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.ids import callback_token, is_uuid
 from clayloop.kit.rawsql import Query, RawTx
@@ -259,24 +259,15 @@ def _choose_request(rows: list[dict[str, Any]], named: str | None, fields: Callb
     ]
     if named is not None:
         req = next(r for r in requests if r.id == named)
-        if fields.kind is not None and fields.kind != req.kind:
+        # Only a declared kind can contradict the request; value columns are mere hints.
+        if fields.kind_declared and fields.kind != req.kind:
             raise ClayloopError(
                 422,
                 "kind_mismatch",
                 f"the payload says {fields.kind!r} but request {req.id} is a {req.kind!r} request",
             )
         return req
-    kind: str | None = fields.kind
-    if kind is None:
-        open_kinds = {r.kind for r in requests if r.status in OPEN}
-        if len(open_kinds) != 1:
-            raise ClayloopError(
-                422,
-                "ambiguous_kind",
-                "cannot tell whether this is a linkedin or a phone result: add "
-                '"enrichment_type" to the body, or send only that kind\'s value column',
-            )
-        kind = open_kinds.pop()
+    kind = _resolve_kind(fields, {r.kind for r in requests if r.status in OPEN})
     latest = pick_latest(requests)
     if kind not in latest:
         raise ClayloopError(
@@ -284,6 +275,33 @@ def _choose_request(rows: list[dict[str, Any]], named: str | None, fields: Callb
         )
     chosen: _Req = latest[kind]
     return chosen
+
+
+def _resolve_kind(fields: CallbackFields, open_kinds: set[str]) -> str:
+    """The kind a callback without a request_id completes.
+
+    A declared kind wins. Otherwise the value columns present are only a hint: a phone
+    table's callback may carry the lead's LinkedIn URL as its identity and no phone at
+    all when nothing was found. So: the one open kind whose value column is present;
+    else the lead's only open kind; else the only kind whose column is present (a late
+    callback for a closed request); else the callback is ambiguous.
+    """
+    if fields.kind_declared and fields.kind is not None:
+        return fields.kind
+    keyed = {
+        k
+        for k, present in (("linkedin", fields.has_linkedin_key), ("phone", fields.has_phone_key))
+        if present
+    }
+    for candidates in (open_kinds & keyed, open_kinds, keyed):
+        if len(candidates) == 1:
+            return next(iter(candidates))
+    raise ClayloopError(
+        422,
+        "ambiguous_kind",
+        "cannot tell whether this is a linkedin or a phone result: add "
+        '"enrichment_type" to the body',
+    )
 
 
 def _transition(current: str, outcome: str) -> bool:
@@ -391,7 +409,7 @@ async def _write(
         elif not _same(field, current, decision.value):
             # Fill-only: the stored value wins, and the disagreement is recorded.
             events.append(_event(head, now, "conflict", req, field, current, decision.value))
-    latest = pick_latest(
+    latest = pick_for_rollup(
         _Req(
             r["request_id"],
             r["kind"],

@@ -94,10 +94,16 @@ class Bucket:
     dirty: bool = False
 
     def refill(self, now: float) -> None:
-        """Add the tokens earned since the last update (never above the burst)."""
+        """Add the tokens earned since the last update (never above the burst).
+
+        The clock never moves back: a worker whose ``now`` is older than the bucket's (it
+        waited for the lock, or a 429 set ``updated_at`` to the end of the block) earns
+        nothing, and must not rewind ``updated_at``, or the next claimer is paid twice for
+        the same interval.
+        """
         elapsed = max(0.0, now - self.updated_at)
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated_at = now
+        self.updated_at = max(self.updated_at, now)
         self.dirty = True
 
     def available(self, now: float) -> float:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clayloop import models as m
-from clayloop.enrichment.policy import OPEN, lead_eligibility, rollup
+from clayloop.enrichment.policy import COOLDOWN, OPEN, lead_eligibility, rollup
 from clayloop.kit.ids import new_id
 from clayloop.workspaces.schemas import WorkspaceSettings
 
@@ -25,17 +25,54 @@ async def latest_requests(conn: AsyncConnection, lead_id: str) -> dict[str, Any]
     return pick_latest(rows)
 
 
+NOT_TRIED = frozenset({"skipped", "cancelled"})
+
+
 def pick_latest(rows: Iterable[Any]) -> dict[str, Any]:
     """Of a lead's requests in creation order, the one that represents each kind.
 
-    An open request always represents its kind; otherwise the newest one does.
+    An open request always represents its kind; otherwise the newest one does, except
+    that a skip never hides an enriched result (a late success may upgrade a miss that
+    a cooldown skip was recorded after).
     """
     latest: dict[str, Any] = {}
     for row in rows:
         current = latest.get(row.kind)
-        if current is None or current.status not in OPEN or row.status in OPEN:
+        keeps = current is not None and (
+            current.status in OPEN or (current.status == "enriched" and row.status in NOT_TRIED)
+        )
+        if current is None or row.status in OPEN or not keeps:
             latest[row.kind] = row
     return latest
+
+
+def pick_for_rollup(rows: Iterable[Any]) -> dict[str, Any]:
+    """Of a lead's requests in creation order, the one whose status counts for each kind.
+
+    Like :func:`pick_latest`, except that a skip recorded after a finished cycle (a
+    cooldown after not_found) does not hide that cycle's result from the rollup.
+    """
+    chosen: dict[str, Any] = {}
+    for row in rows:
+        current = chosen.get(row.kind)
+        if (
+            current is None
+            or row.status in OPEN
+            or (current.status not in OPEN and row.status not in NOT_TRIED)
+            or current.status in NOT_TRIED
+        ):
+            chosen[row.kind] = row
+    return chosen
+
+
+async def lead_rollup(conn: AsyncConnection, lead_id: str, has_email: bool) -> str:
+    """``lead.enrichment_status`` as the lead's requests say now."""
+    rows = await conn.execute(
+        sa.select(m.enrichment_request.c.kind, m.enrichment_request.c.status)
+        .where(m.enrichment_request.c.lead_id == lead_id)
+        .order_by(m.enrichment_request.c.created_at, m.enrichment_request.c.id)
+    )
+    return rollup(has_email, [r.status for r in pick_for_rollup(rows).values()])
 
 
 async def last_not_found(conn: AsyncConnection, lead_id: str) -> dict[str, datetime]:
@@ -71,7 +108,6 @@ async def evaluate_lead(
     lead_id = lead["id"]
     latest = await latest_requests(conn, lead_id)
     misses = await last_not_found(conn, lead_id)
-    statuses: list[str] = []
     for kind in m.KINDS:
         current = latest.get(kind)
         verdict = lead_eligibility(
@@ -80,24 +116,21 @@ async def evaluate_lead(
         if current is not None and current.status in OPEN:
             if not verdict.eligible and current.status == "queued":
                 await _close(conn, current.id, "skipped", verdict.reason, now)
-                statuses.append("skipped")
-            else:
-                statuses.append(current.status)
             continue
         if verdict.eligible:
             await _insert(conn, lead, kind, "queued", None, now)
-            statuses.append("queued")
             await _event(conn, lead, now, "request_opened", kind, source)
             continue
-        # A finished cycle (enriched, not_found, failed) stays the kind's latest request: it
-        # already explains why nothing is sent (has_value, cooldown), and a skip written
-        # over it would hide the result. Only a kind never tried records its skip reason.
-        if current is None or (current.status == "skipped" and current.reason != verdict.reason):
+        # Record why nothing is sent: for a kind never tried, a changed reason, or a
+        # known miss in its cooldown. An enriched cycle already explains has_value, and
+        # is kept as the kind's latest so the lead resource shows the result.
+        if (
+            current is None
+            or (current.status == "skipped" and current.reason != verdict.reason)
+            or (verdict.reason == COOLDOWN and current.status == "not_found")
+        ):
             await _insert(conn, lead, kind, "skipped", verdict.reason, now)
-            statuses.append("skipped")
-        else:
-            statuses.append(current.status)
-    status = rollup(bool(lead.get("email")), statuses)
+    status = await lead_rollup(conn, lead_id, bool(lead.get("email")))
     if status != lead.get("enrichment_status"):
         await conn.execute(
             sa.update(m.lead).where(m.lead.c.id == lead_id).values(enrichment_status=status)
@@ -177,8 +210,7 @@ async def refresh_rollup(conn: AsyncConnection, lead_ids: Iterable[str]) -> None
         ).first()
         if email is None:
             continue
-        latest = await latest_requests(conn, lead_id)
-        status = rollup(bool(email[0]), [r.status for r in latest.values()])
+        status = await lead_rollup(conn, lead_id, bool(email[0]))
         await conn.execute(
             sa.update(m.lead)
             .where(m.lead.c.id == lead_id, m.lead.c.enrichment_status != status)

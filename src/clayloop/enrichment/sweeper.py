@@ -30,19 +30,13 @@ class SweepResult:
 async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> SweepResult:
     """Requeue requests of dead workers; resend or fail requests whose callback never came."""
     result = SweepResult()
+    # One statement finds and requeues: with several workers sweeping, a row another
+    # sweeper already requeued (and a dispatcher claimed again, with a fresh lease) must
+    # not be taken from its new owner, nor counted twice.
     expired = (
         await conn.execute(
-            sa.select(R.c.id, R.c.workspace_id).where(
-                R.c.status == "sending", R.c.lease_until < now
-            )
-        )
-    ).all()
-    if expired:
-        # The dead worker may have delivered the row before dying: count it as a
-        # possible send (send_count, usage extra_sends) so a duplicate is visible.
-        await conn.execute(
             sa.update(R)
-            .where(R.c.id.in_([r.id for r in expired]), R.c.status == "sending")
+            .where(R.c.status == "sending", R.c.lease_until < now)
             .values(
                 status="queued",
                 reason="lease_expired",
@@ -52,7 +46,12 @@ async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> 
                 lease_owner=None,
                 updated_at=now,
             )
+            .returning(R.c.id, R.c.workspace_id)
         )
+    ).all()
+    if expired:
+        # The dead worker may have delivered the row before dying: it is counted as a
+        # possible send (send_count above, usage extra_sends here) so a duplicate is visible.
         day = day_of(now)
         per_ws: dict[str, int] = {}
         for row in expired:
@@ -92,7 +91,7 @@ async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> 
     if resend:
         await conn.execute(
             sa.update(R)
-            .where(R.c.id.in_(resend), R.c.status == "sent")
+            .where(R.c.id.in_(resend), R.c.status == "sent", R.c.sent_at < cutoff)
             .values(
                 status="queued",
                 reason="callback_timeout_resend",
@@ -106,7 +105,7 @@ async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> 
     if give_up:
         await conn.execute(
             sa.update(R)
-            .where(R.c.id.in_([r.id for r in give_up]), R.c.status == "sent")
+            .where(R.c.id.in_([r.id for r in give_up]), R.c.status == "sent", R.c.sent_at < cutoff)
             .values(status="failed", reason="callback_timeout", completed_at=now, updated_at=now)
         )
         await refresh_rollup(conn, [r.lead_id for r in give_up])

@@ -17,6 +17,7 @@ R = m.enrichment_request
 T = m.clay_target
 
 NEAR_LIMIT = 0.9
+HELD_CODES = ("leads_held_no_target", "leads_held_target_paused")
 
 
 async def check_targets(conn: AsyncConnection, *, settings: Settings, now: datetime) -> None:
@@ -108,6 +109,18 @@ async def check_queue(conn: AsyncConnection, *, now: datetime) -> None:
             "add or resume a target of this kind ('clayloop target list').",
             workspace_id=workspace_id,
         )
+    # A hold that ended (a target was added or resumed) closes its alert.
+    still_held = {(f"leads_held_{reason}", workspace_id) for workspace_id, _, reason, _ in held}
+    opened = (
+        await conn.execute(
+            sa.select(m.alert.c.code, m.alert.c.workspace_id)
+            .where(m.alert.c.code.in_(HELD_CODES), m.alert.c.resolved_at.is_(None))
+            .distinct()
+        )
+    ).all()
+    for code, workspace_id in opened:
+        if (code, workspace_id) not in still_held:
+            await resolve_alerts(conn, codes=(code,), workspace_id=workspace_id)
     alerts = (
         await conn.execute(
             sa.select(m.alert.c.code, sa.func.count())

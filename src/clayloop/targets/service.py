@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clayloop import models as m
+from clayloop.enrichment.policy import NO_TARGET, TARGET_PAUSED
 from clayloop.kit.clock import isoformat, utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.ids import is_uuid, new_id
@@ -78,6 +79,17 @@ async def add_target(conn: AsyncConnection, workspace_id: str, data: TargetIn) -
             state="active",
             created_at=utcnow(),
         )
+    )
+    # Leads held back for want of a usable target of this kind are due now, not after the hold.
+    await conn.execute(
+        sa.update(m.enrichment_request)
+        .where(
+            m.enrichment_request.c.status == "queued",
+            m.enrichment_request.c.workspace_id == workspace_id,
+            m.enrichment_request.c.kind == data.kind,
+            m.enrichment_request.c.reason.in_((NO_TARGET, TARGET_PAUSED)),
+        )
+        .values(next_attempt_at=utcnow())
     )
     return await get_target(conn, workspace_id, target_id)
 

@@ -143,6 +143,17 @@ async def update_settings(
         .where(m.workspace.c.id == workspace_id)
         .values(settings=new.model_dump(exclude_defaults=True))
     )
+    # Caps may have been raised: leads held until midnight for the budget are due now
+    # (the dispatcher holds them again at once if the budget is still spent).
+    await conn.execute(
+        sa.update(m.enrichment_request)
+        .where(
+            m.enrichment_request.c.workspace_id == workspace_id,
+            m.enrichment_request.c.status == "queued",
+            m.enrichment_request.c.reason == "budget_exhausted",
+        )
+        .values(next_attempt_at=utcnow())
+    )
     return new
 
 

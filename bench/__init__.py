@@ -1,0 +1,1 @@
+"""Benchmarks of clayloop's hot paths (see bench/README.md and docs/benchmarks.md)."""
