@@ -46,8 +46,9 @@ LOOP_STOP_SECONDS = 10.0
 # after start-up by 100-180 ms on a 2-core machine), and a burst that leaves late followed by
 # rows that leave on time reaches Clay bunched, which the one token of headroom cannot cover
 # (bench/dispatch.py saw a 429 right after the first burst). A fixed delay absorbs that
-# jitter up to this many seconds, so rows reach Clay at the pace they were claimed at.
-SEND_ALIGN_SECONDS = 0.25
+# jitter up to this many seconds, so rows reach Clay at the pace they were claimed at
+# (with the buckets' headroom: 0.8 s in all at Clay's default rate).
+SEND_ALIGN_SECONDS = 0.5
 
 
 class Worker:

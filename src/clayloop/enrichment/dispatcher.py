@@ -45,10 +45,11 @@ B = m.rate_bucket
 U = m.usage_daily
 
 HOLD_SECONDS = 60.0
-# Tokens are taken when a request is claimed, a few milliseconds before its row reaches
-# Clay; that jitter can bunch arrivals by up to one token, so each bucket keeps one token
-# of headroom below the burst Clay allows. It costs one row per window, never a 429.
-HEADROOM_TOKENS = 1.0
+# Tokens are taken when a request is claimed, and the row reaches Clay later; a stalled
+# event loop or a busy machine can bunch arrivals beyond what the send alignment absorbs
+# (worker.SEND_ALIGN_SECONDS). Each bucket keeps three tokens (300 ms at Clay's 10 rows/s)
+# below the burst Clay allows: 3 rows per idle period, never a 429 from jitter.
+HEADROOM_TOKENS = 3.0
 DEFAULT_RETRY_AFTER = 2.0
 LEAD_COLUMNS = (
     L.c.id,

@@ -64,8 +64,18 @@ def mask_email(value: str | None) -> str | None:
     return f"{local[:1]}{_FULL_MASK}@{domain}"
 
 
+_E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 def _split_country_code(value: str) -> tuple[str, str] | None:
     """Return ("+<cc>", national digits) for an international number, else None."""
+    if _E164_RE.fullmatch(value):
+        # Already E.164 (what clayloop stores): country codes are prefix-free, so the
+        # first known prefix is the code, with no full parse on the logging path.
+        for size in (1, 2, 3):
+            if int(value[1 : 1 + size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                return value[: 1 + size], value[1 + size :]
+        return None
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
