@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 import sqlalchemy as sa
 import typer
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clayloop import models as m
 from clayloop.config import Settings, get_settings
@@ -65,6 +66,20 @@ def run(coro_fn: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     raise AssertionError("unreachable")
 
 
+def in_transaction(body: Callable[[AsyncConnection], Coroutine[Any, Any, T]]) -> T:
+    """Run ``body`` in one database transaction; errors become a message and exit 1."""
+
+    async def go(settings: Settings) -> T:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await body(conn)
+        finally:
+            await engine.dispose()
+
+    return run(go)
+
+
 async def _migrate(settings: Settings) -> None:
     from clayloop.kit.migrate import upgrade_async
 
@@ -108,15 +123,10 @@ def workspace_create(name: str) -> None:
     """Create a workspace; prints {"id", "api_key"} (the key is shown once, stored hashed)."""
     from clayloop.workspaces.service import create_workspace
 
-    async def body(settings: Settings) -> tuple[str, str]:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                return await create_workspace(conn, name)
-        finally:
-            await engine.dispose()
+    async def body(conn: AsyncConnection) -> tuple[str, str]:
+        return await create_workspace(conn, name)
 
-    workspace_id, key = run(body)
+    workspace_id, key = in_transaction(body)
     emit({"id": workspace_id, "api_key": key})
 
 
@@ -130,15 +140,10 @@ def workspace_add_secret(
     """Add a callback secret to a workspace; prints it once. Older secrets keep working."""
     from clayloop.workspaces.service import add_callback_secret
 
-    async def body(settings: Settings) -> tuple[str, bool]:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                return await add_callback_secret(conn, workspace_id, secret)
-        finally:
-            await engine.dispose()
+    async def body(conn: AsyncConnection) -> tuple[str, bool]:
+        return await add_callback_secret(conn, workspace_id, secret)
 
-    value, trimmed = run(body)
+    value, trimmed = in_transaction(body)
     if trimmed:
         err.print("[yellow]warning:[/] whitespace around the secret was removed")
     emit({"workspace_id": workspace_id, "callback_secret": value})
@@ -149,15 +154,10 @@ def workspace_clear_secrets(workspace_id: str) -> None:
     """Remove every callback secret of a workspace (end of a rotation)."""
     from clayloop.workspaces.service import remove_callback_secrets
 
-    async def body(settings: Settings) -> int:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                return await remove_callback_secrets(conn, workspace_id)
-        finally:
-            await engine.dispose()
+    async def body(conn: AsyncConnection) -> int:
+        return await remove_callback_secrets(conn, workspace_id)
 
-    emit({"workspace_id": workspace_id, "removed": run(body)})
+    emit({"workspace_id": workspace_id, "removed": in_transaction(body)})
 
 
 @workspace_app.command("settings")
@@ -181,19 +181,14 @@ def workspace_settings(
         except ValueError:
             changes[key.strip()] = raw
 
-    async def body(settings: Settings) -> dict[str, Any]:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                if changes:
-                    new = await update_settings(conn, workspace_id, changes)
-                else:
-                    new = (await get_workspace(conn, workspace_id)).settings
-                return new.model_dump()
-        finally:
-            await engine.dispose()
+    async def body(conn: AsyncConnection) -> dict[str, Any]:
+        if changes:
+            new = await update_settings(conn, workspace_id, changes)
+        else:
+            new = (await get_workspace(conn, workspace_id)).settings
+        return new.model_dump()
 
-    emit(run(body))
+    emit(in_transaction(body))
 
 
 @dev_app.command("mark-sent")
@@ -201,46 +196,39 @@ def dev_mark_sent(request_id: str) -> None:
     """Move a queued request to 'sent' as if the worker had sent it (to exercise callbacks)."""
     from clayloop.kit.clock import utcnow
 
-    async def body(settings: Settings) -> dict[str, Any]:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                now = utcnow()
-                result = await conn.execute(
-                    sa.update(m.enrichment_request)
-                    .where(
-                        m.enrichment_request.c.id == request_id,
-                        m.enrichment_request.c.status.in_(("queued", "sending")),
-                    )
-                    .values(
-                        status="sent",
-                        reason=None,
-                        sent_at=now,
-                        updated_at=now,
-                        attempts=m.enrichment_request.c.attempts + 1,
-                        send_count=m.enrichment_request.c.send_count + 1,
-                        lease_until=None,
-                        lease_owner=None,
+    async def body(conn: AsyncConnection) -> dict[str, Any]:
+        now = utcnow()
+        result = await conn.execute(
+            sa.update(m.enrichment_request)
+            .where(
+                m.enrichment_request.c.id == request_id,
+                m.enrichment_request.c.status.in_(("queued", "sending")),
+            )
+            .values(
+                status="sent",
+                reason=None,
+                sent_at=now,
+                updated_at=now,
+                attempts=m.enrichment_request.c.attempts + 1,
+                send_count=m.enrichment_request.c.send_count + 1,
+                lease_until=None,
+                lease_owner=None,
+            )
+        )
+        if result.rowcount != 1:
+            status = (
+                await conn.execute(
+                    sa.select(m.enrichment_request.c.status).where(
+                        m.enrichment_request.c.id == request_id
                     )
                 )
-                if result.rowcount != 1:
-                    status = (
-                        await conn.execute(
-                            sa.select(m.enrichment_request.c.status).where(
-                                m.enrichment_request.c.id == request_id
-                            )
-                        )
-                    ).scalar_one_or_none()
-                    if status is None:
-                        raise ClayloopError(404, "unknown_request", f"no request {request_id!r}")
-                    raise ClayloopError(
-                        409, "not_queued", f"request {request_id} is {status}, not queued"
-                    )
-                return {"request_id": request_id, "status": "sent"}
-        finally:
-            await engine.dispose()
+            ).scalar_one_or_none()
+            if status is None:
+                raise ClayloopError(404, "unknown_request", f"no request {request_id!r}")
+            raise ClayloopError(409, "not_queued", f"request {request_id} is {status}, not queued")
+        return {"request_id": request_id, "status": "sent"}
 
-    emit(run(body))
+    emit(in_transaction(body))
 
 
 @app.command("callback-test")
@@ -268,15 +256,6 @@ def callback_test(
     sys.stdout.write(" \\\n  ".join(out["curl"]) + "\n\n")
     sys.stdout.write("# Expected answer (HTTP 200):\n")
     sys.stdout.write(json.dumps(out["expected"]) + "\n")
-
-
-async def _with_conn(settings: Settings, body: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    engine = create_engine(settings)
-    try:
-        async with engine.begin() as conn:
-            return await body(conn)
-    finally:
-        await engine.dispose()
 
 
 @target_app.command("add")
@@ -333,7 +312,7 @@ def target_add(
         fail(f"--{option}: {message}")
         raise
 
-    out = run(lambda s: _with_conn(s, lambda conn: add_target(conn, workspace, data)))
+    out = in_transaction(lambda conn: add_target(conn, workspace, data))
     emit(out.model_dump())
 
 
@@ -344,7 +323,7 @@ def target_list(
     """List targets with usage, state and last error."""
     from clayloop.targets.service import list_targets
 
-    items = run(lambda s: _with_conn(s, lambda conn: list_targets(conn, workspace)))
+    items = in_transaction(lambda conn: list_targets(conn, workspace))
     emit([t.model_dump() for t in items])
 
 
@@ -356,10 +335,8 @@ def target_pause(
     """Stop sending to a target; its leads stay queued with reason target_paused."""
     from clayloop.targets.service import set_target_state
 
-    out = run(
-        lambda s: _with_conn(
-            s, lambda conn: set_target_state(conn, None, target_id, paused=True, reason=reason)
-        )
+    out = in_transaction(
+        lambda conn: set_target_state(conn, None, target_id, paused=True, reason=reason)
     )
     emit(out.model_dump())
 
@@ -369,9 +346,7 @@ def target_resume(target_id: str) -> None:
     """Send to a target again."""
     from clayloop.targets.service import set_target_state
 
-    out = run(
-        lambda s: _with_conn(s, lambda conn: set_target_state(conn, None, target_id, paused=False))
-    )
+    out = in_transaction(lambda conn: set_target_state(conn, None, target_id, paused=False))
     emit(out.model_dump())
 
 
@@ -382,7 +357,7 @@ def status(
     """Where every request stands and why, rows sent, and open alerts (JSON)."""
     from clayloop.ops.status import loop_status
 
-    emit(run(lambda s: _with_conn(s, lambda conn: loop_status(conn, workspace))))
+    emit(in_transaction(lambda conn: loop_status(conn, workspace)))
 
 
 @app.command()
