@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,11 +262,34 @@ async def usage(engine: AsyncEngine, scope: str, scope_id: str) -> Any:
     return found[0] if found else None
 
 
+async def sends_recorded(engine: AsyncEngine, workspace_id: str, sim: Sim) -> bool:
+    """Whether the worker recorded every row the simulator accepted for this workspace.
+
+    A callback can close a request before the worker commits Clay's 200 for it, so a
+    closed request is not yet a counted send.
+    """
+    accepted = Counter(r["request_id"] for r in sim.rows())
+    if not accepted:
+        return True
+    found = await rows(
+        engine,
+        sa.select(R.c.id, R.c.send_count).where(
+            R.c.workspace_id == workspace_id, R.c.id.in_(list(accepted))
+        ),
+    )
+    return all(r.send_count >= accepted[r.id] for r in found)
+
+
 async def settle(engine: AsyncEngine, ws: WS, sim: Sim, within: float = 30.0) -> None:
-    """Wait until no request of ``ws`` is open and the simulator has no callback pending."""
+    """Wait until no request of ``ws`` is open, the simulator has no callback pending and
+    every row it accepted is recorded as sent."""
 
     async def done() -> bool:
-        return sim.sim.pending_callbacks == 0 and await open_count(engine, ws.id) == 0
+        return (
+            sim.sim.pending_callbacks == 0
+            and await open_count(engine, ws.id) == 0
+            and await sends_recorded(engine, ws.id, sim)
+        )
 
     await eventually(done, within=within)
 

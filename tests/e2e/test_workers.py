@@ -81,6 +81,7 @@ async def test_a_killed_workers_row_is_sent_again_after_its_lease_expires(
 
     spawn_worker()
     await wait_status(api, lead["id"], "phone", "enriched", within=30)
+    await settle(engine, ws, sim)  # the callback may land before the send is recorded
     req = await request(engine, request_id)
     assert req.send_count == 2  # the lost send may have reached Clay: counted, visible
     assert req.attempts == 2
