@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clayloop import models as m
 from clayloop.enrichment.policy import COOLDOWN, OPEN, lead_eligibility, rollup
 from clayloop.kit.ids import new_id
+from clayloop.leads.history import add_lead_event
 from clayloop.workspaces.schemas import WorkspaceSettings
 
 
@@ -119,7 +120,15 @@ async def evaluate_lead(
             continue
         if verdict.eligible:
             await _insert(conn, lead, kind, "queued", None, now)
-            await _event(conn, lead, now, "request_opened", kind, source)
+            await add_lead_event(
+                conn,
+                lead_id=lead_id,
+                workspace_id=lead["workspace_id"],
+                now=now,
+                event="request_opened",
+                source=source,
+                field=kind,
+            )
             continue
         # Record why nothing is sent: for a kind never tried, a changed reason, or a
         # known miss in its cooldown. An enriched cycle already explains has_value, and
@@ -178,26 +187,6 @@ async def _close(
             updated_at=now,
             lease_until=None,
             lease_owner=None,
-        )
-    )
-
-
-async def _event(
-    conn: AsyncConnection,
-    lead: Mapping[str, Any],
-    now: datetime,
-    event: str,
-    field: str | None,
-    source: str,
-) -> None:
-    await conn.execute(
-        sa.insert(m.lead_event).values(
-            lead_id=lead["id"],
-            workspace_id=lead["workspace_id"],
-            created_at=now,
-            event=event,
-            field=field,
-            source=source,
         )
     )
 

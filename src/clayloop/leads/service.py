@@ -15,6 +15,7 @@ from clayloop.kit.clock import isoformat, utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.ids import is_uuid, new_id
 from clayloop.kit.redact import mask_value
+from clayloop.leads.history import add_lead_event
 from clayloop.leads.normalize import (
     InvalidValue,
     linkedin_match_key,
@@ -137,7 +138,9 @@ async def upsert_lead(
         } | {k: v for k, v in fields.items() if k != "alternate_emails"}
         await conn.execute(sa.insert(m.lead).values(**values))
         await _store_alternates(conn, ws.id, lead_id, values["alternate_emails"])
-        await _event(conn, ws.id, lead_id, "created", None, None, None, source, now)
+        await add_lead_event(
+            conn, lead_id=lead_id, workspace_id=ws.id, now=now, event="created", source=source
+        )
         created = True
     else:
         lead_id = existing.id
@@ -149,16 +152,16 @@ async def upsert_lead(
                 await _store_alternates(conn, ws.id, lead_id, changes["alternate_emails"])
             for name in TRACKED_FIELDS:
                 if name in changes:
-                    await _event(
+                    await add_lead_event(
                         conn,
-                        ws.id,
-                        lead_id,
-                        "field_set",
-                        name,
-                        mask_value(name, _text(getattr(existing, name))),
-                        mask_value(name, _text(changes[name])),
-                        source,
-                        now,
+                        lead_id=lead_id,
+                        workspace_id=ws.id,
+                        now=now,
+                        event="field_set",
+                        source=source,
+                        field=name,
+                        old=mask_value(name, _text(getattr(existing, name))),
+                        new=mask_value(name, _text(changes[name])),
                     )
         created = False
     row = (await conn.execute(sa.select(m.lead).where(m.lead.c.id == lead_id))).one()
@@ -210,31 +213,6 @@ async def _store_alternates(
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-async def _event(
-    conn: AsyncConnection,
-    workspace_id: str,
-    lead_id: str,
-    event: str,
-    field: str | None,
-    old: str | None,
-    new: str | None,
-    source: str,
-    now: Any,
-) -> None:
-    await conn.execute(
-        sa.insert(m.lead_event).values(
-            lead_id=lead_id,
-            workspace_id=workspace_id,
-            created_at=now,
-            event=event,
-            field=field,
-            old_value=old,
-            new_value=new,
-            source=source,
-        )
-    )
 
 
 async def lead_resource(conn: AsyncConnection, workspace_id: str, lead_id: str) -> LeadOut:
