@@ -751,7 +751,7 @@ def run_all(args: argparse.Namespace, db: Database, work: Path) -> dict[str, Any
     # c. clayloop, WARNING then INFO.
     cl_bound = raw["rps"] * 1.2
     clayloop_results: dict[str, dict[str, Any]] = {}
-    for level in ("WARNING", "INFO"):
+    for level in args.levels:
         count = needed(cl_bound, args.seconds)
         asyncio.run(ensure(db, count))
         bodies = [callback_body(db, i) for i in db.take(count)]
@@ -773,7 +773,9 @@ def run_all(args: argparse.Namespace, db: Database, work: Path) -> dict[str, Any
         asyncio.run(ensure(db, count))
         bodies = [callback_body(db, i) for i in db.take(count)]
         raw_profile = RESULTS / f"callback-{args.stamp}-profile.txt"
-        server = clayloop_server("clayloop serve under py-spy (WARNING)", "WARNING", "profiled")
+        server = clayloop_server(
+            f"clayloop serve under py-spy ({args.profile_level})", args.profile_level, "profiled"
+        )
         res = one(server, bodies, EXPECT_APPLIED, args.profile_seconds, profile_to=raw_profile)
         if raw_profile.exists():
             profile = summarize_profile(raw_profile) | {
@@ -867,6 +869,15 @@ def main() -> None:
         type=int,
         default=1000,
         help="callbacks per statement variant, in-process (0: skip)",
+    )
+    parser.add_argument(
+        "--levels",
+        type=lambda text: [part.strip().upper() for part in text.split(",") if part.strip()],
+        default=["WARNING", "INFO"],
+        help="clayloop runs, one per log level, in this order (default WARNING,INFO)",
+    )
+    parser.add_argument(
+        "--profile-level", default="WARNING", help="log level of the profiled clayloop run"
     )
     parser.add_argument(
         "--profile-seconds", type=float, default=10.0, help="py-spy run length (0: no profile)"

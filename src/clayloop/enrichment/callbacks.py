@@ -97,34 +97,79 @@ INSERT_LEAD_EVENT = Query(
 )
 
 
+# The lead a request belongs to, its workspace settings and every request of it, oldest
+# first, read without a lock (PostgreSQL, see apply_unlocked).
+LOCATE_BY_REQUEST = Query(
+    """SELECT l.id AS lead_id, l.workspace_id, l.email, l.linkedin_url, l.linkedin_key,
+              l.phone, l.enrichment_status, w.settings,
+              r.id AS request_id, r.kind, r.status, r.reason, r.result_value
+       FROM enrichment_request q
+       JOIN lead l ON l.id = q.lead_id
+       JOIN workspace w ON w.id = l.workspace_id
+       JOIN enrichment_request r ON r.lead_id = l.id
+       WHERE q.id = $1
+       ORDER BY r.created_at, r.id"""
+)
+
 # PostgreSQL: every write of an applied callback in one statement (one round trip):
 # close the request, fill the lead and store its rollup, add its history, journal it.
-APPLY_PG = Query(
-    """WITH closed AS (
-         UPDATE enrichment_request
-         SET status = $2, reason = $3, result_value = $4, completed_at = $5, updated_at = $5,
-             lease_until = NULL, lease_owner = NULL
-         WHERE id = $1
-       ), filled AS (
-         UPDATE lead
-         SET phone = CASE WHEN $6::text = 'phone' THEN $7 ELSE phone END,
-             linkedin_url = CASE WHEN $6::text = 'linkedin_url' THEN $7 ELSE linkedin_url END,
-             linkedin_key = CASE WHEN $6::text = 'linkedin_url' THEN $8 ELSE linkedin_key END,
-             enrichment_status = $9, updated_at = $5
-         WHERE id = $10 AND ($6::text IS NOT NULL OR enrichment_status <> $9)
-       ), history AS (
-         INSERT INTO lead_event (lead_id, workspace_id, created_at, event, field, old_value,
-                                 new_value, source, request_id, detail)
-         SELECT $10, $11, $5, e.event, e.field, e.old_value, e.new_value, 'clay_callback', $1,
-                e.detail
-         FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
-              AS e(event, field, old_value, new_value, detail)
-       )
-       INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
-                                   auth_method, outcome, http_status, body_sha256,
-                                   body_redacted, error, duration_ms)
-       VALUES ($5, $11, $1, $10, $17, $18, 'applied', 200, $19, $20, $3, $21)"""
-)
+_APPLY_WRITES = """
+    closed AS (
+      UPDATE enrichment_request
+      SET status = $2, reason = $3, result_value = $4, completed_at = $5, updated_at = $5,
+          lease_until = NULL, lease_owner = NULL
+      WHERE id = $1 {only_if}
+    ), filled AS (
+      UPDATE lead
+      SET phone = CASE WHEN $6::text = 'phone' THEN $7 ELSE phone END,
+          linkedin_url = CASE WHEN $6::text = 'linkedin_url' THEN $7 ELSE linkedin_url END,
+          linkedin_key = CASE WHEN $6::text = 'linkedin_url' THEN $8 ELSE linkedin_key END,
+          enrichment_status = $9, updated_at = $5
+      WHERE id = $10 AND ($6::text IS NOT NULL OR enrichment_status <> $9) {only_if}
+    ), history AS (
+      INSERT INTO lead_event (lead_id, workspace_id, created_at, event, field, old_value,
+                              new_value, source, request_id, detail)
+      SELECT $10, $11, $5, e.event, e.field, e.old_value, e.new_value, 'clay_callback', $1,
+             e.detail
+      FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+           AS e(event, field, old_value, new_value, detail)
+      WHERE TRUE {only_if}
+    )
+    INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
+                                auth_method, outcome, http_status, body_sha256,
+                                body_redacted, error, duration_ms)
+    SELECT $5, $11, $1, $10, $17, $18, 'applied', 200, $19, $20, $3, $21
+    WHERE TRUE {only_if}
+    RETURNING 1 AS applied"""
+
+# Under the lead's row lock (apply_callback).
+APPLY_PG = Query("WITH " + _APPLY_WRITES.format(only_if=""))
+
+# Without a transaction of our own (apply_unlocked): the same writes, made only if the
+# lead and every request of it are still as read ($22 … $27) and nobody holds a lock on
+# them. SKIP LOCKED never waits, so this statement cannot deadlock; a row updated since
+# the read is re-checked in its newest version (READ COMMITTED), so a change anywhere
+# makes the whole statement write nothing and return no row.
+_UNCHANGED = """WITH held AS MATERIALIZED (
+         SELECT id FROM lead
+         WHERE id = $10 AND email IS NOT DISTINCT FROM $22::text
+           AND phone IS NOT DISTINCT FROM $23::text
+           AND linkedin_url IS NOT DISTINCT FROM $24::text AND enrichment_status = $25
+         FOR UPDATE SKIP LOCKED
+       ), siblings AS MATERIALIZED (
+         SELECT id, status FROM enrichment_request
+         WHERE lead_id = (SELECT id FROM held)
+         FOR UPDATE SKIP LOCKED
+       ), unchanged AS (
+         SELECT 1 WHERE
+           (SELECT count(*) FROM siblings) = cardinality($26::text[])
+           AND (SELECT count(*) FROM siblings s
+                JOIN unnest($26::text[], $27::text[]) AS e(id, status)
+                  ON e.id = s.id AND e.status = s.status) = cardinality($26::text[])
+       ), """
+# Constant text on both sides: no input reaches the SQL.
+_ONLY_IF_UNCHANGED = _APPLY_WRITES.format(only_if="AND EXISTS (SELECT 1 FROM unchanged)")
+APPLY_PG_IF_UNCHANGED = Query(_UNCHANGED + _ONLY_IF_UNCHANGED)
 
 
 @dataclass(frozen=True)
@@ -321,21 +366,39 @@ def _settings(raw: str | None) -> WorkspaceSettings:
     return load_settings(json.loads(raw) if raw else None)
 
 
-async def apply_callback(
-    tx: RawTx,
-    *,
+@dataclass(frozen=True)
+class _Plan:
+    """What a callback will do to the request it completes, decided from the rows read."""
+
+    rows: list[dict[str, Any]]
+    head: _Lead
+    req: _Req
+    decision: Decision
+
+    def changes(self) -> bool:
+        return _transition(self.req.status, self.decision.outcome)
+
+    def answer(self, result: str) -> Applied:
+        status = self.decision.outcome if result == "applied" else self.req.status
+        return Applied(
+            result,
+            self.head.lead_id,
+            self.head.workspace_id,
+            self.req.id,
+            self.req.kind,
+            status,
+            self.decision,
+        )
+
+
+def _plan(
+    rows: list[dict[str, Any]],
+    named: str | None,
     cred: Credential,
     fields: CallbackFields,
     token_key: str,
-    now: datetime,
-    journal: Journal,
-) -> Applied:
-    """Find the request a callback completes and apply it in the caller's transaction.
-
-    An applied callback is journaled here, with its writes; a duplicate is journaled by
-    the caller (the journal row is the only thing it writes).
-    """
-    rows, named = await _locate(tx, cred, fields)
+) -> _Plan:
+    """Check a callback against the lead's rows and interpret it; raises what it answers."""
     first = rows[0]
     head = _Lead(
         lead_id=first["lead_id"],
@@ -367,25 +430,69 @@ async def apply_callback(
         )
     decision = decide(fields, req.kind, settings.default_region)  # type: ignore[arg-type]
     decision = replace(decision, reason=_storable_text(decision.reason))
-    if not _transition(req.status, decision.outcome):
-        return Applied(
-            "duplicate", head.lead_id, head.workspace_id, req.id, req.kind, req.status, decision
-        )
-    await _write(tx, rows, head, req, decision, now, journal)
-    return Applied(
-        "applied", head.lead_id, head.workspace_id, req.id, req.kind, decision.outcome, decision
-    )
+    return _Plan(rows, head, req, decision)
+
+
+async def apply_callback(
+    tx: RawTx,
+    *,
+    cred: Credential,
+    fields: CallbackFields,
+    token_key: str,
+    now: datetime,
+    journal: Journal,
+) -> Applied:
+    """Find the request a callback completes and apply it in the caller's transaction.
+
+    An applied callback is journaled here, with its writes; a duplicate is journaled by
+    the caller (the journal row is the only thing it writes).
+    """
+    rows, named = await _locate(tx, cred, fields)
+    plan = _plan(rows, named, cred, fields, token_key)
+    if not plan.changes():
+        return plan.answer("duplicate")
+    await _write(tx, plan, now, journal)
+    return plan.answer("applied")
+
+
+async def apply_unlocked(
+    conn: RawTx,
+    *,
+    cred: Credential,
+    fields: CallbackFields,
+    token_key: str,
+    now: datetime,
+    journal: Journal,
+) -> Applied | None:
+    """PostgreSQL, a callback that names its request: apply it in two statements, no lock held.
+
+    The lead and its requests are read without a lock, the callback is decided from
+    them, and one statement writes everything only if none of what was read has
+    changed and no other transaction holds the rows (``APPLY_PG_IF_UNCHANGED``). That is
+    two round trips instead of five. When the statement writes nothing (a concurrent
+    callback or send on the same lead), or the request is not found, this returns None
+    and the caller runs :func:`apply_callback`, which waits for the lead's lock: same
+    answers, same rules. A duplicate is decided from the committed rows it read; the
+    statuses that make one are final.
+    """
+    if fields.request_id is None or not is_uuid(fields.request_id):
+        return None
+    rows = await conn.fetch(LOCATE_BY_REQUEST, fields.request_id)
+    if not rows:
+        return None
+    plan = _plan(rows, fields.request_id, cred, fields, token_key)
+    if not plan.changes():
+        return plan.answer("duplicate")
+    if await _write(conn, plan, now, journal, unless_changed=True):
+        return plan.answer("applied")
+    return None
 
 
 async def _write(
-    tx: RawTx,
-    rows: list[dict[str, Any]],
-    head: _Lead,
-    req: _Req,
-    decision: Decision,
-    now: datetime,
-    journal: Journal,
-) -> None:
+    tx: RawTx, plan: _Plan, now: datetime, journal: Journal, *, unless_changed: bool = False
+) -> bool:
+    """Write an applied callback; False when ``unless_changed`` found the rows changed."""
+    rows, head, req, decision = plan.rows, plan.head, plan.req, plan.decision
     # The reason is Clay's text, not a value of the field: kept in detail, never masked.
     events = [
         _event(
@@ -423,8 +530,7 @@ async def _write(
     status = rollup(bool(head.email), [r.status for r in latest.values()])
     if tx.dialect == "postgresql":
         columns = list(zip(*events, strict=True))
-        await tx.execute(
-            APPLY_PG,
+        params = [
             req.id,
             decision.outcome,
             decision.reason,
@@ -442,8 +548,22 @@ async def _write(
             journal.body_sha256,
             journal.body_redacted,
             journal.duration_ms(),
+        ]
+        if not unless_changed:
+            await tx.execute(APPLY_PG, *params)
+            return True
+        seen = [r for r in rows if r["request_id"] is not None]
+        written = await tx.fetch(
+            APPLY_PG_IF_UNCHANGED,
+            *params,
+            head.email,
+            head.phone,
+            head.linkedin_url,
+            head.enrichment_status,
+            [r["request_id"] for r in seen],
+            [r["status"] for r in seen],
         )
-        return
+        return bool(written)
     await tx.execute(CLOSE_REQUEST, req.id, decision.outcome, decision.reason, decision.value, now)
     if fill is not None and field == "phone":
         await tx.execute(FILL_PHONE, head.lead_id, fill, status, now)
@@ -467,6 +587,7 @@ async def _write(
         decision.reason,
         journal.duration_ms(),
     )
+    return True
 
 
 def _storable_text(text: str | None) -> str | None:

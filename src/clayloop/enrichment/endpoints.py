@@ -18,18 +18,25 @@ from pydantic import BaseModel, Field
 
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackError, CallbackFields, extract_callback
-from clayloop.enrichment.callbacks import INSERT_JOURNAL, Applied, Journal, apply_callback
+from clayloop.enrichment.callbacks import (
+    INSERT_JOURNAL,
+    Applied,
+    Journal,
+    apply_callback,
+    apply_unlocked,
+)
 from clayloop.enrichment.policy import KIND_FIELD
 from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import get_logger
-from clayloop.kit.rawsql import raw_transaction
+from clayloop.kit.rawsql import RawTx, raw_autocommit, raw_transaction
 from clayloop.kit.redact import mask_email, mask_value, redact_mapping
 from clayloop.kit.runtime import Runtime
 from clayloop.leads.schemas import error_responses
 
 router = APIRouter(tags=["callbacks"])
+CALLBACK_PATH = "/api/webhooks/clay"
 log = get_logger("callback")
 
 MAX_DEPTH = 32
@@ -172,7 +179,7 @@ def _error(status: int, code: str, detail: str) -> JSONResponse:
 
 
 @router.post(
-    "/api/webhooks/clay",
+    CALLBACK_PATH,
     summary="Receive a Clay HTTP API action callback",
     response_model=CallbackOut,
     responses=error_responses(400, 401, 404, 413, 422),
@@ -228,33 +235,41 @@ async def clay_callback(request: Request) -> JSONResponse:
             body_redacted=_redacted(obj),
             started=started,
         )
-        async with raw_transaction(runtime.engine) as tx:
-            applied = await apply_callback(
-                tx,
-                cred=cred,
-                fields=fields,
-                token_key=runtime.token_key,
-                now=utcnow(),
-                journal=journal,
-            )
-            if applied.result == "duplicate":
-                row = _journal_row(
-                    outcome=applied.result,
-                    status=200,
+        now = utcnow()
+        applied = None
+        locked = False
+        if runtime.engine.dialect.name == "postgresql":
+            async with raw_autocommit(runtime.engine) as conn:
+                applied = await apply_unlocked(
+                    conn,
                     cred=cred,
-                    body=body,
-                    obj=obj,
-                    applied=applied,
                     fields=fields,
-                    error=None,
-                    started=started,
+                    token_key=runtime.token_key,
+                    now=now,
+                    journal=journal,
                 )
-                await tx.execute(INSERT_JOURNAL, *row)
+                if applied is not None and applied.result == "duplicate":
+                    await _journal_duplicate(conn, applied, cred, body, obj, fields, started)
+        if applied is None:
+            locked = True
+            async with raw_transaction(runtime.engine) as tx:
+                applied = await apply_callback(
+                    tx,
+                    cred=cred,
+                    fields=fields,
+                    token_key=runtime.token_key,
+                    now=now,
+                    journal=journal,
+                )
+                if applied.result == "duplicate":
+                    await _journal_duplicate(tx, applied, cred, body, obj, fields, started)
     except ClayloopError as exc:
         await _journal_failure(runtime, exc, cred, body, obj, fields, started)
         return _error(exc.status, exc.code, exc.detail)
     _log(applied, cred, fields, 200, started)
     metrics.CALLBACKS.labels(applied.result, applied.kind).inc()
+    if applied.result == "applied":
+        metrics.CALLBACK_WRITES.labels("locked" if locked else "unlocked").inc()
     return JSONResponse(
         {
             "result": applied.result,
@@ -263,6 +278,31 @@ async def clay_callback(request: Request) -> JSONResponse:
             "status": applied.status,
         }
     )
+
+
+async def _journal_duplicate(
+    db: RawTx,
+    applied: Applied,
+    cred: Credential,
+    body: bytes,
+    obj: dict[str, Any],
+    fields: CallbackFields,
+    started: float,
+) -> None:
+    # A duplicate writes nothing but its journal row (an applied callback is journaled
+    # with its writes, in one statement).
+    row = _journal_row(
+        outcome=applied.result,
+        status=200,
+        cred=cred,
+        body=body,
+        obj=obj,
+        applied=applied,
+        fields=fields,
+        error=None,
+        started=started,
+    )
+    await db.execute(INSERT_JOURNAL, *row)
 
 
 async def _journal_failure(
@@ -305,6 +345,8 @@ async def _journal_failure(
 
 def _masked(text: str | None) -> str | None:
     """Free text for a log line, every email address in it masked."""
+    if text is None:
+        return None
     masked: str | None = redact_mapping(text)
     return masked
 

@@ -7,6 +7,13 @@ from prometheus_client import Counter, Gauge
 CALLBACKS = Counter(
     "clayloop_callbacks_total", "Callbacks received, by outcome and kind", ["outcome", "kind"]
 )
+CALLBACK_WRITES = Counter(
+    "clayloop_callback_writes_total",
+    "Applied callbacks by how they were written: unlocked (two statements, PostgreSQL) or "
+    "locked (a transaction holding the lead's lock: SQLite, callbacks without a request_id, "
+    "and the retry when the lead changed or was busy between read and write)",
+    ["path"],
+)
 SENDS = Counter(
     "clayloop_sends_total", "Rows POSTed to Clay table webhooks, by answer", ["kind", "result"]
 )

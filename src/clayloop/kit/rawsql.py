@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
 _DOLLAR = re.compile(r"\$(\d+)")
 
@@ -92,15 +93,46 @@ class _SqliteTx:
 
 
 @asynccontextmanager
+async def _driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """A driver connection checked out of the engine's pool, returned to it afterwards.
+
+    ``engine.raw_connection()`` costs about half of ``engine.connect()`` plus
+    ``get_raw_connection()`` (no Connection objects). A connection the driver reports
+    closed (the database restarted) is discarded instead of going back to the pool.
+    """
+    pooled = await engine.raw_connection()
+    driver: Any = pooled.driver_connection
+    try:
+        yield driver
+    finally:
+        closed = getattr(driver, "is_closed", None)
+        if closed is not None and closed():
+            await greenlet_spawn(pooled.invalidate)
+        await greenlet_spawn(pooled.close)
+
+
+@asynccontextmanager
+async def raw_autocommit(engine: AsyncEngine) -> AsyncIterator[RawTx]:
+    """A pooled PostgreSQL driver connection outside any transaction: each statement commits.
+
+    For single statements that are atomic on their own (see
+    :func:`clayloop.enrichment.callbacks.apply_unlocked`); it saves the BEGIN and
+    COMMIT round trips of :func:`raw_transaction`.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError("raw_autocommit is for PostgreSQL only")
+    async with _driver_connection(engine) as driver:
+        yield _PgTx(driver)
+
+
+@asynccontextmanager
 async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[RawTx]:
     """A pooled driver connection in one transaction: committed on success, else rolled back.
 
     SQLite transactions start with BEGIN IMMEDIATE, like every other clayloop write,
     so writers queue on the database lock instead of failing on upgrade.
     """
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection
+    async with _driver_connection(engine) as driver:
         if engine.dialect.name == "postgresql":
             async with driver.transaction():
                 yield _PgTx(driver)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -70,11 +71,18 @@ _E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 def _split_country_code(value: str) -> tuple[str, str] | None:
     """Return ("+<cc>", national digits) for an international number, else None."""
     if _E164_RE.fullmatch(value):
-        # Already E.164 (what clayloop stores): country codes are prefix-free, so the
-        # first known prefix is the code, with no full parse on the logging path.
+        digits = value[1:]
+    elif _PHONE_CHARS_RE.fullmatch(value):
+        digits = "".join(ch for ch in value if "0" <= ch <= "9")
+    else:
+        digits = ""
+    if digits[:1] not in ("", "0"):
+        # Written with digits and separators only (E.164 is what clayloop stores):
+        # country codes are prefix-free, so the first known prefix is the code, with
+        # no full parse on the logging path.
         for size in (1, 2, 3):
-            if int(value[1 : 1 + size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-                return value[: 1 + size], value[1 + size :]
+            if int(digits[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                return "+" + digits[:size], digits[size:]
         return None
     try:
         number = phonenumbers.parse(value, None)
@@ -145,12 +153,23 @@ class _Mode(Enum):
 def _key_mode(key: object, mode: _Mode) -> _Mode | None:
     """Mode for the value under ``key``; None means the value is a secret."""
     if isinstance(key, str | int | float) and not isinstance(key, bool):
-        normalized = re.sub(r"[^0-9a-z]", "", str(key).lower())
-        if any(part in normalized for part in _SECRET_KEY_PARTS):
+        kind = _key_kind(str(key))
+        if kind == "secret":
             return None
-        if any(part in normalized for part in _PHONE_KEY_PARTS):
+        if kind == "phone":
             return _Mode.PHONE
     return mode
+
+
+@lru_cache(maxsize=4096)
+def _key_kind(key: str) -> str:
+    # The same few dozen keys come with every callback: classify each once.
+    normalized = re.sub(r"[^0-9a-z]", "", key.lower())
+    if any(part in normalized for part in _SECRET_KEY_PARTS):
+        return "secret"
+    if any(part in normalized for part in _PHONE_KEY_PARTS):
+        return "phone"
+    return "plain"
 
 
 def _mask_emails_in(text: str) -> str:
