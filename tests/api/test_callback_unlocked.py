@@ -80,9 +80,7 @@ async def delta(client: httpx.AsyncClient, before: dict[str, float]) -> dict[str
     return {path: after[path] - before[path] for path in after}
 
 
-async def test_a_callback_naming_its_request_is_written_without_a_lock(
-    client, ws, engine, server
-):
+async def test_a_callback_naming_its_request_is_written_without_a_lock(client, ws, engine, server):
     lead = await sent_lead(client, ws, engine)
     before = await writes(client)
 
@@ -167,9 +165,7 @@ async def _plan_now(engine: AsyncEngine, body: dict[str, Any]) -> Any:
 async def _write_unless_changed(engine: AsyncEngine, plan: Any) -> bool:
     journal = callbacks.Journal("test", "0" * 64, None, time.perf_counter())
     async with raw_autocommit(engine) as conn:
-        written: bool = await callbacks._write(
-            conn, plan, utcnow(), journal, unless_changed=True
-        )
+        written: bool = await callbacks._write(conn, plan, utcnow(), journal, unless_changed=True)
     return written
 
 
@@ -177,21 +173,25 @@ async def _write_unless_changed(engine: AsyncEngine, plan: Any) -> bool:
     "change",
     [
         # Another callback closed the sibling request.
-        lambda lead: sa.update(m.enrichment_request)
-        .where(m.enrichment_request.c.id == lead["enrichment"]["linkedin"]["request_id"])
-        .values(status="not_found"),
+        lambda lead: (
+            sa.update(m.enrichment_request)
+            .where(m.enrichment_request.c.id == lead["enrichment"]["linkedin"]["request_id"])
+            .values(status="not_found")
+        ),
         # Another callback (or an API update) filled the phone.
-        lambda lead: sa.update(m.lead)
-        .where(m.lead.c.id == lead["id"])
-        .values(phone="+14155550199"),
+        lambda lead: (
+            sa.update(m.lead).where(m.lead.c.id == lead["id"]).values(phone="+14155550199")
+        ),
         # A rollup was stored.
-        lambda lead: sa.update(m.lead)
-        .where(m.lead.c.id == lead["id"])
-        .values(enrichment_status="enriched"),
+        lambda lead: (
+            sa.update(m.lead).where(m.lead.c.id == lead["id"]).values(enrichment_status="enriched")
+        ),
         # The request itself was closed.
-        lambda lead: sa.update(m.enrichment_request)
-        .where(m.enrichment_request.c.id == lead["enrichment"]["phone"]["request_id"])
-        .values(status="callback_timeout"),
+        lambda lead: (
+            sa.update(m.enrichment_request)
+            .where(m.enrichment_request.c.id == lead["enrichment"]["phone"]["request_id"])
+            .values(status="callback_timeout")
+        ),
     ],
     ids=["sibling-closed", "phone-filled", "rollup-stored", "request-closed"],
 )
