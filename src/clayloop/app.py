@@ -22,6 +22,7 @@ from clayloop.enrichment.endpoints import router as callback_router
 from clayloop.kit.db import create_engine
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import configure_logging, get_logger
+from clayloop.kit.rawsql import HotPath
 from clayloop.kit.runtime import Runtime, SecretStore, load_token_key
 from clayloop.leads.endpoints import router as leads_router
 from clayloop.leads.schemas import error_responses
@@ -77,7 +78,8 @@ async def _start(app: FastAPI, settings: Settings) -> Runtime:
     token_key = await load_token_key(engine, settings)
     store = SecretStore(engine=engine, server_secrets=list(settings.callback_secrets))
     await store.refresh()
-    runtime = Runtime(settings=settings, engine=engine, token_key=token_key, secrets=store)
+    hot = await HotPath.open(engine, settings.db_callback_pool_size)
+    runtime = Runtime(settings=settings, engine=engine, token_key=token_key, secrets=store, hot=hot)
     if settings.trimmed_secret_count:
         log.warning(
             "secrets_trimmed",
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         finally:
             if worker is not None:
                 await worker.stop()
+            if runtime.hot is not None:
+                await runtime.hot.close()
             await runtime.engine.dispose()
 
     app = _App(

@@ -51,10 +51,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     max_callback_bytes: int = 256 * 1024
     callback_journal_retention_days: int = 30
-    # Sized for 32 concurrent requests plus the in-process worker: a request waiting for a
-    # pooled connection is the tail latency DESIGN.md measured (p99 250-450 ms).
-    db_pool_size: int = 36
+    # Sized for the API's concurrent requests plus the in-process worker: a request
+    # waiting for a pooled connection is the tail latency DESIGN.md measured (p99
+    # 250-450 ms). On PostgreSQL, Clay callbacks use a pool of their own, sized for the
+    # concurrent callbacks admitted. serve holds at most the sum of the three, a
+    # separate worker process db_pool_size + db_max_overflow.
+    db_pool_size: int = 16
     db_max_overflow: int = 8
+    db_callback_pool_size: int = 32
     # Worker
     worker_poll_seconds: float = 0.2
     lease_seconds: float = 60.0

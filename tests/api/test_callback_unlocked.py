@@ -25,7 +25,7 @@ from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import extract_callback
 from clayloop.enrichment import callbacks
 from clayloop.kit.clock import utcnow
-from clayloop.kit.rawsql import raw_autocommit
+from clayloop.kit.rawsql import HotPath
 from tests.conftest import SECRET
 from tests.support.database import backend
 from tests.support.helpers import (
@@ -156,7 +156,7 @@ async def test_a_sibling_request_held_by_a_send_does_not_block_the_callback(
 
 async def _plan_now(engine: AsyncEngine, body: dict[str, Any]) -> Any:
     """Read and decide a callback as apply_unlocked does, without writing it."""
-    async with raw_autocommit(engine) as conn:
+    async with HotPath(engine).autocommit() as conn:
         rows = await conn.fetch(callbacks.LOCATE_BY_REQUEST, body["request_id"])
     fields = extract_callback(body)
     return callbacks._plan(rows, body["request_id"], Credential(None, "test"), fields, TOKEN_KEY)
@@ -164,7 +164,7 @@ async def _plan_now(engine: AsyncEngine, body: dict[str, Any]) -> Any:
 
 async def _write_unless_changed(engine: AsyncEngine, plan: Any) -> bool:
     journal = callbacks.Journal("test", "0" * 64, None, time.perf_counter())
-    async with raw_autocommit(engine) as conn:
+    async with HotPath(engine).autocommit() as conn:
         written: bool = await callbacks._write(conn, plan, utcnow(), journal, unless_changed=True)
     return written
 

@@ -30,7 +30,7 @@ from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import get_logger
-from clayloop.kit.rawsql import RawTx, raw_autocommit, raw_transaction
+from clayloop.kit.rawsql import HotPath, RawTx
 from clayloop.kit.redact import mask_email, mask_value, redact_mapping
 from clayloop.kit.runtime import Runtime
 from clayloop.leads.schemas import error_responses
@@ -238,8 +238,9 @@ async def clay_callback(request: Request) -> JSONResponse:
         now = utcnow()
         applied = None
         locked = False
-        if runtime.engine.dialect.name == "postgresql":
-            async with raw_autocommit(runtime.engine) as conn:
+        hot = runtime.hot or HotPath(runtime.engine)
+        if hot.dialect == "postgresql":
+            async with hot.autocommit() as conn:
                 applied = await apply_unlocked(
                     conn,
                     cred=cred,
@@ -252,7 +253,7 @@ async def clay_callback(request: Request) -> JSONResponse:
                     await _journal_duplicate(conn, applied, cred, body, obj, fields, started)
         if applied is None:
             locked = True
-            async with raw_transaction(runtime.engine) as tx:
+            async with hot.transaction() as tx:
                 applied = await apply_callback(
                     tx,
                     cred=cred,
@@ -325,7 +326,7 @@ async def _journal_failure(
         error=exc.detail[:500],
         started=started,
     )
-    async with raw_transaction(runtime.engine) as tx:
+    async with (runtime.hot or HotPath(runtime.engine)).transaction() as tx:
         await tx.execute(INSERT_JOURNAL, *row)
     metrics.CALLBACKS.labels(exc.code, fields.kind if fields and fields.kind else "unknown").inc()
     log.warning(

@@ -4,8 +4,9 @@ SQLAlchemy builds, caches and executes a Core statement for ~0.3 ms of CPU; writ
 once as SQL text and sent through the driver the same statement costs a fraction of
 that (bench/callback.py measured 3.4 ms vs 0.8 ms per callback). Hot-path queries are
 therefore plain SQL with ``$1 … $n`` parameters, one text for both databases: asyncpg
-takes it as is, SQLite gets ``?1 … ?n``. The connection still comes from SQLAlchemy's
-pool, so pool sizing and start-up settings (WAL, busy timeout) are shared.
+takes it as is, SQLite gets ``?1 … ?n``. They run through a :class:`HotPath`: an
+asyncpg pool of its own on PostgreSQL, SQLAlchemy's pool on SQLite (so start-up
+settings such as WAL and the busy timeout are shared).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -92,55 +94,95 @@ class _SqliteTx:
         await self._conn.executemany(query.sqlite, [[_sqlite_value(v) for v in r] for r in rows])
 
 
-@asynccontextmanager
-async def _driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """A driver connection checked out of the engine's pool, returned to it afterwards.
+# Options of SQLAlchemy's asyncpg dialect that asyncpg.connect() does not take.
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+# Longest wait for a pooled connection before the request fails (SQLAlchemy's default).
+ACQUIRE_TIMEOUT_SECONDS = 30.0
 
-    ``engine.raw_connection()`` costs about half of ``engine.connect()`` plus
-    ``get_raw_connection()`` (no Connection objects). A connection the driver reports
-    closed (the database restarted) is discarded instead of going back to the pool.
+
+async def _keep_session(_conn: Any) -> None:
+    """Pool reset: nothing. Hot-path statements leave no session state behind.
+
+    asyncpg's default reset sends ``RESET ALL; UNLISTEN *; …`` on every release, a
+    round trip per callback; an open transaction is still rolled back by the pool.
     """
-    pooled = await engine.raw_connection()
-    driver: Any = pooled.driver_connection
-    try:
-        yield driver
-    finally:
-        closed = getattr(driver, "is_closed", None)
-        if closed is not None and closed():
-            await greenlet_spawn(pooled.invalidate)
-        await greenlet_spawn(pooled.close)
 
 
-@asynccontextmanager
-async def raw_autocommit(engine: AsyncEngine) -> AsyncIterator[RawTx]:
-    """A pooled PostgreSQL driver connection outside any transaction: each statement commits.
+class HotPath:
+    """Where hot-path SQL runs: its own asyncpg pool on PostgreSQL, the engine's on SQLite.
 
-    For single statements that are atomic on their own (see
-    :func:`clayloop.enrichment.callbacks.apply_unlocked`); it saves the BEGIN and
-    COMMIT round trips of :func:`raw_transaction`.
+    On PostgreSQL a connection from an asyncpg pool costs a third of one from
+    SQLAlchemy's pool through ``engine.raw_connection()``, which also starts two
+    greenlets (each maps and unmaps a 16 KiB frame stack) per checkout. The pool is
+    opened from the engine's own connection arguments, so it reaches the same
+    database with the same options, and holds at most ``size`` connections, apart from
+    the engine's pool.
     """
-    if engine.dialect.name != "postgresql":
-        raise ValueError("raw_autocommit is for PostgreSQL only")
-    async with _driver_connection(engine) as driver:
-        yield _PgTx(driver)
 
+    def __init__(self, engine: AsyncEngine, pool: Any = None) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._pool = pool
 
-@asynccontextmanager
-async def raw_transaction(engine: AsyncEngine) -> AsyncIterator[RawTx]:
-    """A pooled driver connection in one transaction: committed on success, else rolled back.
+    @classmethod
+    async def open(cls, engine: AsyncEngine, size: int) -> HotPath:
+        """The hot path of ``engine``, with a pool of ``size`` connections on PostgreSQL."""
+        if engine.dialect.name != "postgresql":
+            return cls(engine)
+        _, options = engine.dialect.create_connect_args(engine.url)
+        for name in _DIALECT_ONLY:
+            options.pop(name, None)
+        pool = await asyncpg.create_pool(min_size=1, max_size=size, reset=_keep_session, **options)
+        return cls(engine, pool)
 
-    SQLite transactions start with BEGIN IMMEDIATE, like every other clayloop write,
-    so writers queue on the database lock instead of failing on upgrade.
-    """
-    async with _driver_connection(engine) as driver:
-        if engine.dialect.name == "postgresql":
-            async with driver.transaction():
-                yield _PgTx(driver)
+    async def close(self) -> None:
+        """Close the pool (the engine is the caller's)."""
+        if self._pool is not None:
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        if self._pool is not None:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
+                yield conn
             return
-        await driver.execute("BEGIN IMMEDIATE")
+        # SQLite, or a HotPath made without a pool: a driver connection from the engine.
+        pooled = await self.engine.raw_connection()
+        driver: Any = pooled.driver_connection
         try:
-            yield _SqliteTx(driver)
-        except BaseException:
-            await driver.execute("ROLLBACK")
-            raise
-        await driver.execute("COMMIT")
+            yield driver
+        finally:
+            await greenlet_spawn(pooled.close)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[RawTx]:
+        """A PostgreSQL connection outside any transaction: each statement commits.
+
+        For single statements that are atomic on their own (see
+        :func:`clayloop.enrichment.callbacks.apply_unlocked`); it saves the BEGIN and
+        COMMIT round trips of :meth:`transaction`.
+        """
+        if self.dialect != "postgresql":
+            raise ValueError("autocommit is for PostgreSQL only")
+        async with self._driver() as driver:
+            yield _PgTx(driver)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[RawTx]:
+        """A connection in one transaction: committed on success, else rolled back.
+
+        SQLite transactions start with BEGIN IMMEDIATE, like every other clayloop write,
+        so writers queue on the database lock instead of failing on upgrade.
+        """
+        async with self._driver() as driver:
+            if self.dialect == "postgresql":
+                async with driver.transaction():
+                    yield _PgTx(driver)
+                return
+            await driver.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(driver)
+            except BaseException:
+                await driver.execute("ROLLBACK")
+                raise
+            await driver.execute("COMMIT")

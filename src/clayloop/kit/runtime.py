@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets as pysecrets
 import time
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clayloop import models as m
 from clayloop.clay.auth import Credential, verify_callback
 from clayloop.config import Settings
+from clayloop.kit.rawsql import HotPath
 from clayloop.workspaces.service import all_workspace_secrets
 
 SECRET_REFRESH_SECONDS = 5.0
@@ -25,13 +27,16 @@ class SecretStore:
 
     Workspace secrets are cached and re-read every few seconds, and at most once a
     second when a callback matches none (so a secret added a moment ago works at
-    once, and a flood of bad credentials costs at most one query a second).
+    once, and a flood of bad credentials costs at most one query a second). One
+    caller re-reads while the others wait for it: 32 callbacks finding the cache old
+    at the same moment make one query, not 32 (which also grew the pool each time).
     """
 
     engine: AsyncEngine
     server_secrets: list[str]
     workspace_secrets: list[tuple[str, str]] = field(default_factory=list)
     loaded_at: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def configured(self) -> bool:
@@ -47,15 +52,20 @@ class SecretStore:
             self.workspace_secrets = await all_workspace_secrets(conn)
         self.loaded_at = time.monotonic()
 
+    async def _refresh_if_older(self, seconds: float) -> None:
+        if time.monotonic() - self.loaded_at <= seconds:
+            return
+        async with self._lock:
+            # Whoever held the lock may have just re-read them.
+            if time.monotonic() - self.loaded_at > seconds:
+                await self.refresh()
+
     async def verify(self, headers: Mapping[str, str], body: bytes) -> Credential | None:
         """The credential a callback carries, or None."""
-        age = time.monotonic() - self.loaded_at
-        if age > SECRET_REFRESH_SECONDS:
-            await self.refresh()
-            age = 0.0
+        await self._refresh_if_older(SECRET_REFRESH_SECONDS)
         credential = verify_callback(headers, body, self._pairs())
-        if credential is None and age > MISS_REFRESH_SECONDS:
-            await self.refresh()
+        if credential is None and time.monotonic() - self.loaded_at > MISS_REFRESH_SECONDS:
+            await self._refresh_if_older(MISS_REFRESH_SECONDS)
             credential = verify_callback(headers, body, self._pairs())
         return credential
 
@@ -68,6 +78,8 @@ class Runtime:
     engine: AsyncEngine
     token_key: str
     secrets: SecretStore
+    # The callback's SQL (an asyncpg pool of its own on PostgreSQL); None in a worker.
+    hot: HotPath | None = None
 
 
 async def load_token_key(engine: AsyncEngine, settings: Settings) -> str:
