@@ -5,7 +5,8 @@
 one after the other (no HTTP, no concurrency, one connection) and prints one JSON line:
 ``{variant: {"cpu_ms", "wall_ms", "callbacks"}}`` per callback, after a warm-up.
 
-* ``clayloop``: the real ``apply_callback`` plus the journal insert, as the endpoint does it;
+* ``clayloop``: what the endpoint does on PostgreSQL: ``apply_unlocked`` (read, then one
+  guarded write that journals too) on the callback pool, ``apply_callback`` if that declines;
 * ``core_prebuilt``: the same statements (lock, locate, update request, update lead, insert two
   lead events, insert journal) as SQLAlchemy Core statements built once with ``bindparam()``;
 * ``driver_sql``: the same statements as fixed SQL on the asyncpg connection under the
@@ -35,8 +36,9 @@ from clayloop import models as m
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import extract_callback
 from clayloop.config import Settings
-from clayloop.enrichment.callbacks import apply_callback
+from clayloop.enrichment.callbacks import Journal, apply_callback, apply_unlocked
 from clayloop.kit.db import create_engine
+from clayloop.kit.rawsql import HotPath
 from clayloop.kit.redact import redact_mapping
 
 try:
@@ -221,17 +223,28 @@ async def run_variant(name: str, spec: dict[str, Any], items: list[Item]) -> dic
     if name in ("bare_asyncpg", "raw_baseline"):
         bare = await asyncpg.connect(spec["url"])
 
+    hot = await HotPath.open(engine, 1) if name == "clayloop" else None
+
     async def clayloop(item: Item) -> None:
+        assert hot is not None
         body = json.dumps(body_of(item, callback_token(spec["token_key"], item[0]))).encode()
-        fields = extract_callback(json.loads(body))
+        obj = json.loads(body)
+        fields = extract_callback(obj)
         now = datetime.now(UTC)
-        async with engine.begin() as conn:
-            applied = await apply_callback(
-                conn, cred=CRED, fields=fields, token_key=spec["token_key"], now=now
-            )
-            if applied.result != "applied":
-                raise RuntimeError(f"not applied: {applied.result}")
-            await conn.execute(sa.insert(m.callback_event).values(**journal(item, body, now)))
+        record = Journal(
+            auth_method=CRED.method,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            body_redacted=json.dumps(redact_mapping(obj)),
+            started=time.perf_counter(),
+        )
+        args = {"cred": CRED, "fields": fields, "token_key": spec["token_key"], "now": now}
+        async with hot.autocommit() as conn:
+            applied = await apply_unlocked(conn, journal=record, **args)
+        if applied is None:
+            async with hot.transaction() as tx:
+                applied = await apply_callback(tx, journal=record, **args)
+        if applied.result != "applied":
+            raise RuntimeError(f"not applied: {applied.result}")
 
     async def core_prebuilt(item: Item) -> None:
         body = json.dumps(body_of(item, "")).encode()
@@ -290,6 +303,8 @@ async def run_variant(name: str, spec: dict[str, Any], items: list[Item]) -> dic
     finally:
         if bare is not None:
             await bare.close()
+        if hot is not None:
+            await hot.close()
         await engine.dispose()
     count = len(items) - WARMUP
     return {

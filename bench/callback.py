@@ -575,8 +575,12 @@ INCLUSIVE: list[tuple[str, tuple[str, ...]]] = [
     # Lower bounds: SQLAlchemy runs its sync core in greenlets whose stacks py-spy does not
     # link to the coroutine that spawned them, so time under these is partly unattributed.
     ("lower bound: under clay_callback", ("clay_callback (clayloop/",)),
-    ("lower bound: under apply_callback", ("apply_callback (clayloop/",)),
-    ("journal row (_journal_row: redaction, sha256)", ("_journal_row (clayloop/",)),
+    (
+        "lower bound: database work (apply_unlocked, apply_callback)",
+        ("apply_unlocked (clayloop/", "apply_callback (clayloop/"),
+    ),
+    ("journal body redaction (_redacted)", ("_redacted (clayloop/",)),
+    ("the log line (_log)", ("_log (clayloop/",)),
     ("payload interpretation (extract_callback, decide)", ("extract_callback (", "decide (")),
     ("secret check (SecretStore.verify)", ("SecretStore.verify (",)),
 ]
@@ -682,6 +686,7 @@ def run_all(args: argparse.Namespace, db: Database, work: Path) -> dict[str, Any
                 "CLAYLOOP_LOG_LEVEL": level,
                 "CLAYLOOP_LOG_FORMAT": "json",
             }
+            | dict(args.clayloop_env)
         )
         argv = [CLAYLOOP, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
         return Server(label, argv, env, "/healthz", work / f"{tag}.log", port)
@@ -875,6 +880,14 @@ def main() -> None:
         type=lambda text: [part.strip().upper() for part in text.split(",") if part.strip()],
         default=["WARNING", "INFO"],
         help="clayloop runs, one per log level, in this order (default WARNING,INFO)",
+    )
+    parser.add_argument(
+        "--clayloop-env",
+        action="append",
+        default=[],
+        type=lambda text: tuple(text.split("=", 1)),
+        metavar="CLAYLOOP_NAME=VALUE",
+        help="extra setting for the clayloop server (repeatable), e.g. a pool size",
     )
     parser.add_argument(
         "--profile-level", default="WARNING", help="log level of the profiled clayloop run"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -77,6 +78,21 @@ REQUEST_BODY_DOC: dict[str, Any] = {
         },
     }
 }
+
+
+_WRITES_LOCKED = metrics.CALLBACK_WRITES.labels("locked")
+_WRITES_UNLOCKED = metrics.CALLBACK_WRITES.labels("unlocked")
+
+
+@lru_cache(maxsize=512)
+def _counter(outcome: str, kind: str) -> Any:
+    # A labelled child per (outcome, kind), looked up once: both come from short fixed
+    # lists (outcomes are our error codes, kinds are normalized before they get here).
+    return metrics.CALLBACKS.labels(outcome, kind)
+
+
+def _count(outcome: str, kind: str) -> None:
+    _counter(outcome, kind).inc()
 
 
 class _TooLarge(Exception):
@@ -268,9 +284,9 @@ async def clay_callback(request: Request) -> JSONResponse:
         await _journal_failure(runtime, exc, cred, body, obj, fields, started)
         return _error(exc.status, exc.code, exc.detail)
     _log(applied, cred, fields, 200, started)
-    metrics.CALLBACKS.labels(applied.result, applied.kind).inc()
+    _count(applied.result, applied.kind)
     if applied.result == "applied":
-        metrics.CALLBACK_WRITES.labels("locked" if locked else "unlocked").inc()
+        (_WRITES_LOCKED if locked else _WRITES_UNLOCKED).inc()
     return JSONResponse(
         {
             "result": applied.result,
@@ -328,7 +344,7 @@ async def _journal_failure(
     )
     async with (runtime.hot or HotPath(runtime.engine)).transaction() as tx:
         await tx.execute(INSERT_JOURNAL, *row)
-    metrics.CALLBACKS.labels(exc.code, fields.kind if fields and fields.kind else "unknown").inc()
+    _count(exc.code, fields.kind if fields and fields.kind else "unknown")
     log.warning(
         "callback",
         outcome=exc.code,

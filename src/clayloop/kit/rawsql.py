@@ -40,8 +40,8 @@ class RawTx(Protocol):
 
     dialect: str
 
-    async def fetch(self, query: Query, *args: Any) -> list[dict[str, Any]]:
-        """Rows as dicts."""
+    async def fetch(self, query: Query, *args: Any) -> list[Any]:
+        """Rows, each read by column name (``row["id"]``)."""
 
     async def execute(self, query: Query, *args: Any) -> None:
         """Run a statement."""
@@ -56,8 +56,10 @@ class _PgTx:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def fetch(self, query: Query, *args: Any) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._conn.fetch(query.pg, *args)]
+    async def fetch(self, query: Query, *args: Any) -> list[Any]:
+        # asyncpg records are read by column name as they are: no copy into dicts.
+        rows: list[Any] = await self._conn.fetch(query.pg, *args)
+        return rows
 
     async def execute(self, query: Query, *args: Any) -> None:
         await self._conn.execute(query.pg, *args)
@@ -79,7 +81,7 @@ class _SqliteTx:
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    async def fetch(self, query: Query, *args: Any) -> list[dict[str, Any]]:
+    async def fetch(self, query: Query, *args: Any) -> list[Any]:
         cursor = await self._conn.execute(query.sqlite, [_sqlite_value(a) for a in args])
         names = [d[0] for d in cursor.description or ()]
         rows = await cursor.fetchall()
