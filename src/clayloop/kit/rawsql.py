@@ -98,8 +98,6 @@ class _SqliteTx:
 
 # Options of SQLAlchemy's asyncpg dialect that asyncpg.connect() does not take.
 _DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
-# Longest wait for a pooled connection before the request fails (SQLAlchemy's default).
-ACQUIRE_TIMEOUT_SECONDS = 30.0
 
 
 async def _keep_session(_conn: Any) -> None:
@@ -145,7 +143,9 @@ class HotPath:
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
         if self._pool is not None:
-            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
+            # No acquire timeout: asyncpg implements one with a task per acquire (a
+            # tenth of a callback's CPU). A callback beyond the pool waits its turn.
+            async with self._pool.acquire() as conn:
                 yield conn
             return
         # SQLite, or a HotPath made without a pool: a driver connection from the engine.
