@@ -15,14 +15,12 @@ import pytest
 
 from tests.conftest import SECRET
 from tests.support.helpers import (
-    create_lead,
     journal_mark,
     journal_since,
     lead_events,
-    mark_sent,
     request_row,
+    sent_lead,
     token_for,
-    unique_email,
 )
 
 CALLBACK = "/api/webhooks/clay"
@@ -30,13 +28,6 @@ AUTH = {"x-clay-signature": SECRET}
 PHONE = "+1 415 555 0132"
 PROFILE = "https://www.linkedin.com/in/grace-hopper"
 CONCURRENT = 25
-
-
-async def sent_lead(client: httpx.AsyncClient, ws: Any, engine: Any) -> dict[str, Any]:
-    lead = await create_lead(client, ws, email=unique_email())
-    for kind in ("linkedin", "phone"):
-        await mark_sent(engine, lead["enrichment"][kind]["request_id"])
-    return lead
 
 
 def body(lead: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:

@@ -30,14 +30,12 @@ from tests.conftest import SECRET
 from tests.support.database import backend
 from tests.support.helpers import (
     TOKEN_KEY,
-    create_lead,
     journal_mark,
     journal_since,
     lead_events,
-    mark_sent,
     request_row,
+    sent_lead,
     token_for,
-    unique_email,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -47,13 +45,6 @@ pytestmark = pytest.mark.skipif(
 CALLBACK = "/api/webhooks/clay"
 AUTH = {"x-clay-signature": SECRET}
 PHONE = "+1 415 555 0132"
-
-
-async def sent_lead(client: httpx.AsyncClient, ws: Any, engine: AsyncEngine) -> dict[str, Any]:
-    lead = await create_lead(client, ws, email=unique_email())
-    for kind in ("linkedin", "phone"):
-        await mark_sent(engine, lead["enrichment"][kind]["request_id"])
-    return lead
 
 
 def phone_body(lead: dict[str, Any], **fields: Any) -> dict[str, Any]:

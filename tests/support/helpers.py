@@ -40,6 +40,14 @@ async def mark_sent(engine: AsyncEngine, request_id: str) -> None:
         )
 
 
+async def sent_lead(client: httpx.AsyncClient, ws: Any, engine: AsyncEngine) -> dict[str, Any]:
+    """A new lead (fresh email) whose linkedin and phone requests are both sent."""
+    lead = await create_lead(client, ws, email=unique_email())
+    for kind in ("linkedin", "phone"):
+        await mark_sent(engine, lead["enrichment"][kind]["request_id"])
+    return lead
+
+
 def token_for(request_id: str) -> str:
     """The callback token the test server issues for a request."""
     return callback_token(TOKEN_KEY, request_id)

@@ -251,33 +251,27 @@ async def clay_callback(request: Request) -> JSONResponse:
             body_redacted=_redacted(obj),
             started=started,
         )
-        now = utcnow()
+        # Unlocked first (PostgreSQL, two statements); under the lead's lock when that
+        # declines or on SQLite. Either way a duplicate writes only its journal row.
+        args: dict[str, Any] = {
+            "cred": cred,
+            "fields": fields,
+            "token_key": runtime.token_key,
+            "now": utcnow(),
+            "journal": journal,
+        }
         applied = None
         locked = False
         hot = runtime.hot or HotPath(runtime.engine)
         if hot.dialect == "postgresql":
             async with hot.autocommit() as conn:
-                applied = await apply_unlocked(
-                    conn,
-                    cred=cred,
-                    fields=fields,
-                    token_key=runtime.token_key,
-                    now=now,
-                    journal=journal,
-                )
+                applied = await apply_unlocked(conn, **args)
                 if applied is not None and applied.result == "duplicate":
                     await _journal_duplicate(conn, applied, cred, body, obj, fields, started)
         if applied is None:
             locked = True
             async with hot.transaction() as tx:
-                applied = await apply_callback(
-                    tx,
-                    cred=cred,
-                    fields=fields,
-                    token_key=runtime.token_key,
-                    now=now,
-                    journal=journal,
-                )
+                applied = await apply_callback(tx, **args)
                 if applied.result == "duplicate":
                     await _journal_duplicate(tx, applied, cred, body, obj, fields, started)
     except ClayloopError as exc:
