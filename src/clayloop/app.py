@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from clayloop import __version__
@@ -60,6 +61,11 @@ class _App(FastAPI):
         scope["app"] = self
         try:
             response = await clay_callback(Request(scope, receive))
+        except ClientDisconnect:
+            # The sender left before its body was complete: nothing was applied and
+            # nobody is there to answer.
+            log.info("callback_disconnected", path=CALLBACK_PATH)
+            return
         except Exception as exc:  # the 500 answer of _install_error_handlers
             log.error("unhandled_error", error_type=type(exc).__name__, path=CALLBACK_PATH)
             response = _internal_error()

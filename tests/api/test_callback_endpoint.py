@@ -8,6 +8,7 @@ callback_event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -1219,3 +1220,25 @@ async def test_a_lead_in_its_cooldown_records_the_reason_and_is_not_sent_again(c
     # Re-evaluating again is quiet: no second cooldown record.
     third = await create_lead(client, ws, email=sent.lead["email"], title="CEO")
     assert third["enrichment"]["phone"]["request_id"] == again["enrichment"]["phone"]["request_id"]
+
+
+async def test_a_sender_leaving_mid_body_is_logged_not_an_error(served):
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /api/webhooks/clay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"x-clay-signature: {SECRET}\r\nContent-Length: 500\r\n\r\n".encode()
+            + b'{"request_id": "'
+        )
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        # The server is still there, and answers the next callback.
+        after = await http.post(CALLBACK, json={}, headers={"x-clay-signature": "guess"})
+        assert after.status_code == 401
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = [line.get("event") for line in _json_lines(served.output()[0])]
+            if "callback_disconnected" in events:
+                break
+            await asyncio.sleep(0.1)
+    assert "callback_disconnected" in events
+    assert "unhandled_error" not in events
