@@ -111,9 +111,10 @@ async def _keep_session(_conn: Any) -> None:
 class HotPath:
     """Where hot-path SQL runs: its own asyncpg pool on PostgreSQL, the engine's on SQLite.
 
-    On PostgreSQL a connection from an asyncpg pool costs a third of one from
-    SQLAlchemy's pool through ``engine.raw_connection()``, which also starts two
-    greenlets (each maps and unmaps a 16 KiB frame stack) per checkout. The pool is
+    On PostgreSQL a checkout and return through an asyncpg pool cost 12 µs of CPU,
+    through SQLAlchemy's pool 25 µs (``engine.raw_connection()``) to 50 µs
+    (``engine.connect()``), and SQLAlchemy starts two greenlets per checkout, each
+    mapping and unmapping a 16 KiB frame stack. The pool is
     opened from the engine's own connection arguments, so it reaches the same
     database with the same options, and holds at most ``size`` connections, apart from
     the engine's pool.
@@ -143,8 +144,8 @@ class HotPath:
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
         if self._pool is not None:
-            # No acquire timeout: asyncpg implements one with a task per acquire (a
-            # tenth of a callback's CPU). A callback beyond the pool waits its turn.
+            # No acquire timeout: asyncpg implements one by wrapping every acquire in a
+            # task of its own. A callback beyond the pool waits for a connection.
             async with self._pool.acquire() as conn:
                 yield conn
             return
