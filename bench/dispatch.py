@@ -141,24 +141,14 @@ def remove_sqlite_files(name: str) -> None:
 
 async def recreate_database(url: str) -> None:
     """Drop and create the bench database (PostgreSQL) or delete the file (SQLite)."""
-    name = database_name(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        await asyncio.to_thread(remove_sqlite_files, name)
-        return
-    admin = create_async_engine(
-        to_async_url(parsed.set(database="postgres").render_as_string(hide_password=False)),
-        isolation_level="AUTOCOMMIT",
-    )
-    try:
-        async with admin.connect() as conn:
-            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.dispose()
+    await _reset_database(url, create=True)
 
 
 async def drop_database(url: str) -> None:
+    await _reset_database(url, create=False)
+
+
+async def _reset_database(url: str, *, create: bool) -> None:
     name = database_name(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -171,6 +161,8 @@ async def drop_database(url: str) -> None:
     try:
         async with admin.connect() as conn:
             await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if create:
+                await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     finally:
         await admin.dispose()
 

@@ -127,8 +127,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         finally:
             if worker is not None:
                 await worker.stop()
-            if runtime.hot is not None:
-                await runtime.hot.close()
+            await runtime.hot.close()
             await runtime.engine.dispose()
 
     app = _App(

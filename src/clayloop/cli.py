@@ -366,6 +366,7 @@ def worker() -> None:
     import signal
 
     from clayloop.kit.log import configure_logging
+    from clayloop.kit.rawsql import HotPath
     from clayloop.kit.runtime import Runtime, SecretStore, load_token_key
     from clayloop.worker import Worker
 
@@ -379,6 +380,8 @@ def worker() -> None:
             engine=engine,
             token_key=token_key,
             secrets=SecretStore(engine=engine, server_secrets=[]),
+            # A worker answers no callbacks: the engine's pool is enough.
+            hot=HotPath(engine),
         )
         instance = Worker(runtime)
         loop = asyncio.get_running_loop()

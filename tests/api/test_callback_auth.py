@@ -28,8 +28,8 @@ from tests.support.helpers import (
     journal_since,
     lead_events,
     mark_sent,
+    phone_body,
     request_row,
-    token_for,
     unique_email,
 )
 
@@ -42,19 +42,6 @@ async def sent_phone_request(client: httpx.AsyncClient, ws: WS, engine: Any) -> 
     lead = await create_lead(client, ws, email=unique_email())
     await mark_sent(engine, lead["enrichment"]["phone"]["request_id"])
     return lead
-
-
-def phone_body(lead: dict[str, Any]) -> dict[str, Any]:
-    """The recommended callback body for the lead's phone request."""
-    request_id = lead["enrichment"]["phone"]["request_id"]
-    return {
-        "request_id": request_id,
-        "lead_id": lead["id"],
-        "enrichment_type": "phone",
-        "callback_token": token_for(request_id),
-        "success": True,
-        "phone": PHONE,
-    }
 
 
 def raw(body: dict[str, Any]) -> bytes:

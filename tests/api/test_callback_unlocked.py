@@ -33,9 +33,9 @@ from tests.support.helpers import (
     journal_mark,
     journal_since,
     lead_events,
+    phone_body,
     request_row,
     sent_lead,
-    token_for,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -45,18 +45,6 @@ pytestmark = pytest.mark.skipif(
 CALLBACK = "/api/webhooks/clay"
 AUTH = {"x-clay-signature": SECRET}
 PHONE = "+1 415 555 0132"
-
-
-def phone_body(lead: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    request_id = lead["enrichment"]["phone"]["request_id"]
-    return {
-        "request_id": request_id,
-        "lead_id": lead["id"],
-        "enrichment_type": "phone",
-        "callback_token": token_for(request_id),
-        "success": True,
-        "phone": PHONE,
-    } | fields
 
 
 async def writes(client: httpx.AsyncClient) -> dict[str, float]:

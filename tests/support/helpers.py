@@ -48,6 +48,19 @@ async def sent_lead(client: httpx.AsyncClient, ws: Any, engine: AsyncEngine) -> 
     return lead
 
 
+def phone_body(lead: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The recommended callback body for the lead's phone request (``fields`` override)."""
+    request_id = lead["enrichment"]["phone"]["request_id"]
+    return {
+        "request_id": request_id,
+        "lead_id": lead["id"],
+        "enrichment_type": "phone",
+        "callback_token": token_for(request_id),
+        "success": True,
+        "phone": "+1 415 555 0132",
+    } | fields
+
+
 def token_for(request_id: str) -> str:
     """The callback token the test server issues for a request."""
     return callback_token(TOKEN_KEY, request_id)

@@ -31,7 +31,7 @@ from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.log import get_logger
-from clayloop.kit.rawsql import HotPath, RawTx
+from clayloop.kit.rawsql import RawTx
 from clayloop.kit.redact import mask_email, mask_value, redact_mapping
 from clayloop.kit.runtime import Runtime
 from clayloop.leads.schemas import error_responses
@@ -85,14 +85,10 @@ _WRITES_UNLOCKED = metrics.CALLBACK_WRITES.labels("unlocked")
 
 
 @lru_cache(maxsize=512)
-def _counter(outcome: str, kind: str) -> Any:
-    # A labelled child per (outcome, kind), looked up once: both come from short fixed
-    # lists (outcomes are our error codes, kinds are normalized before they get here).
+def _callbacks(outcome: str, kind: str) -> Any:
+    """The labelled counter of (outcome, kind), looked up once per pair: both come from
+    short fixed lists (outcomes are our error codes, kinds are normalized by then)."""
     return metrics.CALLBACKS.labels(outcome, kind)
-
-
-def _count(outcome: str, kind: str) -> None:
-    _counter(outcome, kind).inc()
 
 
 class _TooLarge(Exception):
@@ -262,7 +258,7 @@ async def clay_callback(request: Request) -> JSONResponse:
         }
         applied = None
         locked = False
-        hot = runtime.hot or HotPath(runtime.engine)
+        hot = runtime.hot
         if hot.dialect == "postgresql":
             async with hot.autocommit() as conn:
                 applied = await apply_unlocked(conn, **args)
@@ -278,7 +274,7 @@ async def clay_callback(request: Request) -> JSONResponse:
         await _journal_failure(runtime, exc, cred, body, obj, fields, started)
         return _error(exc.status, exc.code, exc.detail)
     _log(applied, cred, fields, 200, started)
-    _count(applied.result, applied.kind)
+    _callbacks(applied.result, applied.kind).inc()
     if applied.result == "applied":
         (_WRITES_LOCKED if locked else _WRITES_UNLOCKED).inc()
     return JSONResponse(
@@ -336,9 +332,9 @@ async def _journal_failure(
         error=exc.detail[:500],
         started=started,
     )
-    async with (runtime.hot or HotPath(runtime.engine)).transaction() as tx:
+    async with runtime.hot.transaction() as tx:
         await tx.execute(INSERT_JOURNAL, *row)
-    _count(exc.code, fields.kind if fields and fields.kind else "unknown")
+    _callbacks(exc.code, fields.kind if fields and fields.kind else "unknown").inc()
     log.warning(
         "callback",
         outcome=exc.code,

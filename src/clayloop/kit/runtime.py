@@ -78,8 +78,8 @@ class Runtime:
     engine: AsyncEngine
     token_key: str
     secrets: SecretStore
-    # The callback's SQL (an asyncpg pool of its own on PostgreSQL); None in a worker.
-    hot: HotPath | None = None
+    # Where the callback's SQL runs (an asyncpg pool of its own on PostgreSQL in serve).
+    hot: HotPath
 
 
 async def load_token_key(engine: AsyncEngine, settings: Settings) -> str:
