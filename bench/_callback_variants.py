@@ -6,7 +6,8 @@ one after the other (no HTTP, no concurrency, one connection) and prints one JSO
 ``{variant: {"cpu_ms", "wall_ms", "callbacks"}}`` per callback, after a warm-up.
 
 * ``clayloop``: what the endpoint does on PostgreSQL: ``apply_unlocked`` (read, then one
-  guarded write that journals too) on the callback pool, ``apply_callback`` if that declines;
+  guarded write that journals too, here always a batch of one) on the callback pool,
+  ``apply_callback`` if that declines;
 * ``core_prebuilt``: the same statements (lock, locate, update request, update lead, insert two
   lead events, insert journal) as SQLAlchemy Core statements built once with ``bindparam()``;
 * ``driver_sql``: the same statements as fixed SQL on the asyncpg connection under the
@@ -36,7 +37,7 @@ from clayloop import models as m
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import extract_callback
 from clayloop.config import Settings
-from clayloop.enrichment.callbacks import Journal, apply_callback, apply_unlocked
+from clayloop.enrichment.callbacks import Journal, UnlockedPath, apply_callback, apply_unlocked
 from clayloop.kit.db import create_engine
 from clayloop.kit.rawsql import HotPath
 from clayloop.kit.redact import redact_mapping
@@ -224,9 +225,11 @@ async def run_variant(name: str, spec: dict[str, Any], items: list[Item]) -> dic
         bare = await asyncpg.connect(spec["url"])
 
     hot = await HotPath.open(engine, 1) if name == "clayloop" else None
+    # Sequential: every write is a batch of one.
+    unlocked = UnlockedPath(hot, lanes=1) if hot is not None else None
 
     async def clayloop(item: Item) -> None:
-        assert hot is not None
+        assert hot is not None and unlocked is not None
         body = json.dumps(body_of(item, callback_token(spec["token_key"], item[0]))).encode()
         obj = json.loads(body)
         fields = extract_callback(obj)
@@ -238,8 +241,7 @@ async def run_variant(name: str, spec: dict[str, Any], items: list[Item]) -> dic
             started=time.perf_counter(),
         )
         args = {"cred": CRED, "fields": fields, "token_key": spec["token_key"], "now": now}
-        async with hot.autocommit() as conn:
-            applied = await apply_unlocked(conn, journal=record, **args)
+        applied = await apply_unlocked(unlocked, journal=record, **args)
         if applied is None:
             async with hot.transaction() as tx:
                 applied = await apply_callback(tx, journal=record, **args)

@@ -42,6 +42,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -444,6 +445,19 @@ class Server:
             self.proc.wait()
 
 
+def write_batches(server: Server) -> dict[str, Any]:
+    """clayloop's group commit over the whole run, warm-up included (from /metrics)."""
+    with contextlib.suppress(httpx.HTTPError):
+        text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=5).text
+        found = dict(
+            re.findall(r"^clayloop_callback_write_batch_size_(count|sum) (\S+)$", text, re.M)
+        )
+        if found:
+            batches, written = float(found["count"]), float(found["sum"])
+            return {"write_batches": batches, "write_batch_mean": written / max(batches, 1)}
+    return {}
+
+
 def callback_body(db: Database, secret_item: tuple[str, str, str]) -> str:
     request_id, lead_id, phone = secret_item
     return json.dumps(
@@ -647,9 +661,9 @@ def table(runs: list[dict[str, Any]], raw_rps: float) -> str:
     head = (
         "| server | req/s | p50 ms | p99 ms | ratio to raw asyncpg | errors | "
         "server CPU % | server CPU ms/req | PostgreSQL CPU % | load gen. CPU % | other CPU % | "
-        "DB sessions opened |"
+        "DB sessions opened | callbacks per write statement |"
     )
-    lines = [head, "|---|" + "--:|" * 11]
+    lines = [head, "|---|" + "--:|" * 12]
     for run in runs:
         r = run["result"]
         ratio = r["rps"] / raw_rps if raw_rps else float("nan")
@@ -660,7 +674,7 @@ def table(runs: list[dict[str, Any]], raw_rps: float) -> str:
             f"{fmt(r['server_cpu_percent'], 0)} | {fmt(cpu_ms, 3)} | "
             f"{fmt(r['postgres_cpu_percent'], 0)} | "
             f"{fmt(r['client_cpu_percent'], 0)} | {fmt(r['other_cpu_percent'], 0)} | "
-            f"{r['db_sessions_opened']} |"
+            f"{r['db_sessions_opened']} | {fmt(r.get('write_batch_mean', float('nan')))} |"
         )
     return "\n".join(lines)
 
@@ -725,6 +739,7 @@ def run_all(args: argparse.Namespace, db: Database, work: Path) -> dict[str, Any
                 database=db.name,
                 profile_to=profile_to,
             )
+            result |= write_batches(server)
         finally:
             server.stop()
         # New PostgreSQL sessions on the bench database during the run (pool churn shows
@@ -735,7 +750,12 @@ def run_all(args: argparse.Namespace, db: Database, work: Path) -> dict[str, Any
             f"   {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
             f"p99 {result['p99_ms']:.2f} ms, unexpected {result['unexpected_total']}, "
             f"reused {result['reused']}, other CPU {result['other_cpu_percent']:.0f}%, "
-            f"db sessions opened {result['db_sessions_opened']}",
+            f"db sessions opened {result['db_sessions_opened']}"
+            + (
+                f", {result['write_batch_mean']:.1f} callbacks per write statement"
+                if "write_batch_mean" in result
+                else ""
+            ),
             file=sys.stderr,
         )
         return result

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 16
     db_max_overflow: int = 8
     db_callback_pool_size: int = 32
+    db_callback_write_lanes: int = Field(default=1, ge=1, le=64)
     # Worker
     worker_poll_seconds: float = 0.2
     lease_seconds: float = 60.0

@@ -4,17 +4,20 @@ The lead and its requests are read, the callback is decided, and one statement w
 everything only if nothing read has changed and no other transaction holds those rows.
 Otherwise the callback is applied again under the lead's row lock, with the same
 answer. These tests make the other transaction real: a second connection holding a
-lock, or a change made between the read and the write.
+lock, or a change made between the read and the write. Concurrent callbacks share that
+statement (group commit): each is still written only if its own rows are unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -143,8 +146,9 @@ async def _plan_now(engine: AsyncEngine, body: dict[str, Any]) -> Any:
 
 async def _write_unless_changed(engine: AsyncEngine, plan: Any) -> bool:
     journal = callbacks.Journal("test", "0" * 64, None, time.perf_counter())
+    write = callbacks.prepare_write(plan, utcnow(), journal)
     async with HotPath(engine).autocommit() as conn:
-        written: bool = await callbacks._write(conn, plan, utcnow(), journal, unless_changed=True)
+        [written] = await callbacks.write_batch(conn, [write], guarded=True)
     return written
 
 
@@ -228,3 +232,115 @@ async def test_nothing_changed_writes_everything_once(client, ws, engine):
     assert len([e for e in events if e.event == "field_set" and e.field == "phone"]) == 1
     after = (await client.get(f"/api/v1/leads/{lead['id']}", headers=ws.headers)).json()
     assert after["phone"] == "+14155550132"
+
+
+# Group commit: concurrent callbacks' writes go out as one statement.
+
+
+async def _guarded_batch(engine: AsyncEngine, plans: list[Any]) -> list[bool]:
+    journal = callbacks.Journal("test", "0" * 64, None, time.perf_counter())
+    batch = [callbacks.prepare_write(plan, utcnow(), journal) for plan in plans]
+    async with HotPath(engine).autocommit() as conn:
+        return await callbacks.write_batch(conn, batch, guarded=True)
+
+
+async def test_a_batch_writes_each_unchanged_callback_and_only_those(client, ws, engine):
+    leads = [await sent_lead(client, ws, engine) for _ in range(3)]
+    plans = [await _plan_now(engine, phone_body(lead)) for lead in leads]
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(m.lead).where(m.lead.c.id == leads[1]["id"]).values(phone="+14155550199")
+        )
+    mark = await journal_mark(engine)
+
+    assert await _guarded_batch(engine, plans) == [True, False, True]
+
+    assert sorted(j.lead_id for j in await journal_since(engine, mark)) == sorted(
+        [leads[0]["id"], leads[2]["id"]]
+    )
+    filled, kept = ("+14155550132", "enriched"), ("+14155550199", "sent")
+    for lead, (phone, status) in zip(leads, [filled, kept, filled], strict=True):
+        after = (await client.get(f"/api/v1/leads/{lead['id']}", headers=ws.headers)).json()
+        assert (after["phone"], after["enrichment"]["phone"]["status"]) == (phone, status)
+
+
+async def test_two_callbacks_for_one_lead_in_one_batch_are_both_left_to_the_lock(
+    client, ws, engine
+):
+    lead = await sent_lead(client, ws, engine)
+    # A phone result and a LinkedIn result for the same lead, read at the same moment.
+    linkedin = {
+        "request_id": lead["enrichment"]["linkedin"]["request_id"],
+        "enrichment_type": "linkedin",
+        "linkedin_url": "https://www.linkedin.com/in/someone",
+    }
+    plans = [await _plan_now(engine, body) for body in (phone_body(lead), linkedin)]
+    mark = await journal_mark(engine)
+
+    assert await _guarded_batch(engine, plans) == [False, False]
+
+    assert await journal_since(engine, mark) == []
+    # One at a time, each would have been written (the second sees the first's change).
+    assert await _guarded_batch(engine, plans[:1]) == [True]
+    assert await _guarded_batch(engine, plans[1:]) == [False]
+
+
+async def test_concurrent_callbacks_are_written_in_shared_batches_each_once(
+    client, ws, engine, server
+):
+    leads = [await sent_lead(client, ws, engine) for _ in range(24)]
+    before = await writes(client)
+    sizes_before = await batch_sizes(client)
+    mark = await journal_mark(engine)
+
+    answers = await asyncio.gather(
+        *(client.post(CALLBACK, json=phone_body(lead), headers=AUTH) for lead in leads)
+    )
+
+    assert [a.json()["result"] for a in answers] == ["applied"] * 24
+    assert await delta(client, before) == {"locked": 0.0, "unlocked": 24.0}
+    count, total = await batch_sizes(client)
+    assert total - sizes_before[1] == 24  # every write went through a batch, once
+    assert 1 <= count - sizes_before[0] <= 24
+    assert len(await journal_since(engine, mark)) == 24
+    for lead in leads:
+        events = await lead_events(engine, lead["id"])
+        assert [e.event for e in events if e.request_id == phone_body(lead)["request_id"]] == [
+            "enrichment_enriched",
+            "field_set",
+        ]
+
+
+async def batch_sizes(client: httpx.AsyncClient) -> tuple[float, float]:
+    """(batches, callbacks) of clayloop_callback_write_batch_size, from /metrics."""
+    text = (await client.get("/metrics")).text
+    count = re.search(r"^clayloop_callback_write_batch_size_count (\S+)$", text, re.M)
+    total = re.search(r"^clayloop_callback_write_batch_size_sum (\S+)$", text, re.M)
+    return (float(count[1]) if count else 0.0, float(total[1]) if total else 0.0)
+
+
+async def test_a_batch_that_fails_leaves_every_callback_of_it_to_the_lock(client, ws, engine):
+    journal = callbacks.Journal("test", "0" * 64, None, time.perf_counter())
+    good, bad = [
+        callbacks.prepare_write(
+            await _plan_now(engine, phone_body(await sent_lead(client, ws, engine))),
+            utcnow(),
+            journal,
+        )
+        for _ in range(2)
+    ]
+    # A value the database refuses (a request status holds at most 16 characters).
+    bad = dataclasses.replace(bad, row=(bad.row[0], "x" * 40, *bad.row[2:]))
+    path = callbacks.UnlockedPath(HotPath(engine), lanes=1)
+    mark = await journal_mark(engine)
+
+    # Submitted in the same turn of the loop, the two share a batch: neither is written,
+    # so each is retried under its lead's lock, where only the bad one fails.
+    both = await asyncio.gather(path.writes.submit(1, good), path.writes.submit(2, bad))
+
+    assert both == [False, False]
+    assert await journal_since(engine, mark) == []
+    assert await path.writes.submit(1, good) is True
+    with pytest.raises(asyncpg.PostgresError):
+        await path.writes.submit(2, bad)
+    assert len(await journal_since(engine, mark)) == 1

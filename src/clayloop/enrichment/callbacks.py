@@ -6,6 +6,7 @@ import contextlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -15,9 +16,12 @@ from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackFields, Decision, decide
 from clayloop.enrichment.policy import KIND_FIELD, OPEN, rollup
 from clayloop.enrichment.requests import pick_for_rollup, pick_latest
+from clayloop.kit import metrics
+from clayloop.kit.batching import Coalescer
 from clayloop.kit.errors import ClayloopError
 from clayloop.kit.ids import callback_token, is_uuid
-from clayloop.kit.rawsql import Query, RawTx
+from clayloop.kit.log import get_logger
+from clayloop.kit.rawsql import HotPath, Query, RawTx
 from clayloop.kit.redact import mask_value
 from clayloop.leads.normalize import (
     InvalidValue,
@@ -26,6 +30,8 @@ from clayloop.leads.normalize import (
     normalize_linkedin_url,
 )
 from clayloop.workspaces.schemas import WorkspaceSettings, load_settings
+
+log = get_logger("callback")
 
 # Named queries of the callback hot path (plain SQL: see clayloop.kit.rawsql).
 
@@ -111,65 +117,105 @@ LOCATE_BY_REQUEST = Query(
        ORDER BY r.created_at, r.id"""
 )
 
-# PostgreSQL: every write of an applied callback in one statement (one round trip):
-# close the request, fill the lead and store its rollup, add its history, journal it.
-_APPLY_WRITES = """
+# PostgreSQL: every write of a batch of applied callbacks in one statement (one round
+# trip, one commit): close each request, fill its lead and store the rollup, add the
+# lead's history, journal it. Parameters are columns with one element per callback
+# ($1 … $16); history rows ($17 … $22) name their callback by its position (1-based).
+_INPUT = """WITH input AS MATERIALIZED (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                           $5::timestamptz[], $6::text[], $7::text[], $8::text[], $9::text[],
+                           $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                           $15::text[], $16::float8[])
+        WITH ORDINALITY AS i(request_id, outcome, reason, value, at, fill_field, fill,
+                             linkedin_key, rollup, lead_id, workspace_id, kind, auth_method,
+                             body_sha256, body_redacted, duration_ms, n)
+    ), """
+_WRITES = """
     closed AS (
-      UPDATE enrichment_request
-      SET status = $2, reason = $3, result_value = $4, completed_at = $5, updated_at = $5,
-          lease_until = NULL, lease_owner = NULL
-      WHERE id = $1 {only_if}
+      UPDATE enrichment_request r
+      SET status = ok.outcome, reason = ok.reason, result_value = ok.value,
+          completed_at = ok.at, updated_at = ok.at, lease_until = NULL, lease_owner = NULL
+      FROM ok WHERE r.id = ok.request_id
     ), filled AS (
-      UPDATE lead
-      SET phone = CASE WHEN $6::text = 'phone' THEN $7 ELSE phone END,
-          linkedin_url = CASE WHEN $6::text = 'linkedin_url' THEN $7 ELSE linkedin_url END,
-          linkedin_key = CASE WHEN $6::text = 'linkedin_url' THEN $8 ELSE linkedin_key END,
-          enrichment_status = $9, updated_at = $5
-      WHERE id = $10 AND ($6::text IS NOT NULL OR enrichment_status <> $9) {only_if}
+      UPDATE lead l
+      SET phone = CASE WHEN ok.fill_field = 'phone' THEN ok.fill ELSE l.phone END,
+          linkedin_url = CASE WHEN ok.fill_field = 'linkedin_url' THEN ok.fill
+                              ELSE l.linkedin_url END,
+          linkedin_key = CASE WHEN ok.fill_field = 'linkedin_url' THEN ok.linkedin_key
+                              ELSE l.linkedin_key END,
+          enrichment_status = ok.rollup, updated_at = ok.at
+      FROM ok
+      WHERE l.id = ok.lead_id AND (ok.fill_field IS NOT NULL OR l.enrichment_status <> ok.rollup)
     ), history AS (
       INSERT INTO lead_event (lead_id, workspace_id, created_at, event, field, old_value,
                               new_value, source, request_id, detail)
-      SELECT $10, $11, $5, e.event, e.field, e.old_value, e.new_value, 'clay_callback', $1,
-             e.detail
-      FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
-           AS e(event, field, old_value, new_value, detail)
-      WHERE TRUE {only_if}
+      SELECT ok.lead_id, ok.workspace_id, ok.at, e.event, e.field, e.old_value, e.new_value,
+             'clay_callback', ok.request_id, e.detail
+      FROM unnest($17::int[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[])
+           WITH ORDINALITY AS e(n, event, field, old_value, new_value, detail, position)
+      JOIN ok ON ok.n = e.n
+      ORDER BY e.position
+    ), journal AS (
+      INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
+                                  auth_method, outcome, http_status, body_sha256,
+                                  body_redacted, error, duration_ms)
+      SELECT ok.at, ok.workspace_id, ok.request_id, ok.lead_id, ok.kind, ok.auth_method,
+             'applied', 200, ok.body_sha256, ok.body_redacted, ok.reason, ok.duration_ms
+      FROM ok ORDER BY ok.n
     )
-    INSERT INTO callback_event (received_at, workspace_id, request_id, lead_id, kind,
-                                auth_method, outcome, http_status, body_sha256,
-                                body_redacted, error, duration_ms)
-    SELECT $5, $11, $1, $10, $17, $18, 'applied', 200, $19, $20, $3, $21
-    WHERE TRUE {only_if}
-    RETURNING 1 AS applied"""
+    SELECT n FROM ok"""
 
-# Under the lead's row lock (apply_callback).
-APPLY_PG = Query("WITH " + _APPLY_WRITES.format(only_if=""))
+# Under each lead's row lock (apply_callback): every callback of the batch is written.
+_ALL = """
+    ok AS (SELECT * FROM input),"""
+# Constant text throughout: no input reaches the SQL.
+APPLY_PG = Query(_INPUT + _ALL + _WRITES)
 
-# Without a transaction of our own (apply_unlocked): the same writes, made only if the
-# lead and every request of it are still as read ($22 … $27) and nobody holds a lock on
-# them. SKIP LOCKED never waits, so this statement cannot deadlock; a row updated since
-# the read is re-checked in its newest version (READ COMMITTED), so a change anywhere
-# makes the whole statement write nothing and return no row.
-_UNCHANGED = """WITH held AS MATERIALIZED (
-         SELECT id FROM lead
-         WHERE id = $10 AND email IS NOT DISTINCT FROM $22::text
-           AND phone IS NOT DISTINCT FROM $23::text
-           AND linkedin_url IS NOT DISTINCT FROM $24::text AND enrichment_status = $25
-         FOR UPDATE SKIP LOCKED
-       ), siblings AS MATERIALIZED (
-         SELECT id, status FROM enrichment_request
-         WHERE lead_id = (SELECT id FROM held)
-         FOR UPDATE SKIP LOCKED
-       ), unchanged AS (
-         SELECT 1 WHERE
-           (SELECT count(*) FROM siblings) = cardinality($26::text[])
-           AND (SELECT count(*) FROM siblings s
-                JOIN unnest($26::text[], $27::text[]) AS e(id, status)
-                  ON e.id = s.id AND e.status = s.status) = cardinality($26::text[])
-       ), """
-# Constant text on both sides: no input reaches the SQL.
-_ONLY_IF_UNCHANGED = _APPLY_WRITES.format(only_if="AND EXISTS (SELECT 1 FROM unchanged)")
-APPLY_PG_IF_UNCHANGED = Query(_UNCHANGED + _ONLY_IF_UNCHANGED)
+# Without a transaction of our own (apply_unlocked): a callback is written only if its
+# lead and every request of it are still as read ($23 … $26 per callback, $27 … $29 one
+# row per request read), nobody holds a lock on them, and no other callback of the batch
+# is about the same lead. A request read must still be there with the status read
+# (``still`` = ``was``) and no other may have appeared (``now_held`` = ``was``). SKIP
+# LOCKED never waits, so this statement cannot deadlock; a row updated since the read
+# is re-checked in its newest version (READ COMMITTED), so any change leaves that
+# callback unwritten, and absent from the result.
+_UNCHANGED = """
+    guard AS (
+      SELECT * FROM unnest($23::text[], $24::text[], $25::text[], $26::text[])
+        WITH ORDINALITY AS g(email, phone, linkedin_url, rollup, n)
+    ), seen AS (
+      SELECT * FROM unnest($27::int[], $28::text[], $29::text[]) AS s(n, id, status)
+    ), alone AS (
+      SELECT lead_id FROM input GROUP BY lead_id HAVING count(*) = 1
+    ), held AS MATERIALIZED (
+      SELECT i.n, l.id FROM input i
+      JOIN alone a ON a.lead_id = i.lead_id
+      JOIN guard g ON g.n = i.n
+      JOIN lead l ON l.id = i.lead_id
+      WHERE l.email IS NOT DISTINCT FROM g.email AND l.phone IS NOT DISTINCT FROM g.phone
+        AND l.linkedin_url IS NOT DISTINCT FROM g.linkedin_url
+        AND l.enrichment_status = g.rollup
+      FOR UPDATE OF l SKIP LOCKED
+    ), siblings AS MATERIALIZED (
+      SELECT r.lead_id, r.id, r.status FROM enrichment_request r
+      WHERE r.lead_id IN (SELECT id FROM held)
+      FOR UPDATE OF r SKIP LOCKED
+    ), was AS (
+      SELECT n, count(*) AS requests FROM seen GROUP BY n
+    ), still AS (
+      SELECT s.n, count(*) AS requests FROM seen s
+      JOIN siblings r ON r.id = s.id AND r.status = s.status
+      GROUP BY s.n
+    ), now_held AS (
+      SELECT lead_id, count(*) AS requests FROM siblings GROUP BY lead_id
+    ), ok AS MATERIALIZED (
+      SELECT i.* FROM input i
+      JOIN held h ON h.n = i.n
+      JOIN was ON was.n = i.n
+      JOIN still ON still.n = i.n AND still.requests = was.requests
+      JOIN now_held ON now_held.lead_id = i.lead_id AND now_held.requests = was.requests
+    ),"""
+APPLY_PG_IF_UNCHANGED = Query(_INPUT + _UNCHANGED + _WRITES)
 
 
 @dataclass(frozen=True)
@@ -455,8 +501,36 @@ async def apply_callback(
     return plan.answer("applied")
 
 
+class UnlockedPath:
+    """PostgreSQL: where :func:`apply_unlocked` reads and writes.
+
+    Reads run on the callback pool. Writes are group-committed: concurrent callbacks'
+    guarded writes go out as one ``APPLY_PG_IF_UNCHANGED`` statement per batch, at
+    most ``lanes`` batches at once (see :class:`clayloop.kit.batching.Coalescer`).
+    """
+
+    def __init__(self, hot: HotPath, *, lanes: int, max_items: int = 64) -> None:
+        self.hot = hot
+        self.writes: Coalescer[_Write, bool] = Coalescer(
+            self._write_batch, lanes=lanes, max_items=max_items
+        )
+
+    async def _write_batch(self, writes: list[_Write]) -> list[bool]:
+        metrics.CALLBACK_WRITE_BATCH.observe(len(writes))
+        try:
+            async with self.hot.autocommit() as conn:
+                return await write_batch(conn, writes, guarded=True)
+        except Exception as exc:
+            if len(writes) == 1:
+                raise
+            # One callback's bad value must not fail the others: each is retried on the
+            # locked path, alone, where only the bad one fails.
+            log.warning("callback_batch_failed", size=len(writes), error_type=type(exc).__name__)
+            return [False] * len(writes)
+
+
 async def apply_unlocked(
-    conn: RawTx,
+    path: UnlockedPath,
     *,
     cred: Credential,
     fields: CallbackFields,
@@ -464,58 +538,62 @@ async def apply_unlocked(
     now: datetime,
     journal: Journal,
 ) -> Applied | None:
-    """PostgreSQL, a callback that names its request: apply it in two statements, no lock held.
+    """PostgreSQL, a callback that names its request: apply it without a lock held.
 
     The lead and its requests are read without a lock, the callback is decided from
-    them, and one statement writes everything only if none of what was read has
-    changed and no other transaction holds the rows (``APPLY_PG_IF_UNCHANGED``). That is
-    two round trips instead of five. When the statement writes nothing (a concurrent
-    callback or send on the same lead), or the request is not found, this returns None
-    and the caller runs :func:`apply_callback`, which waits for the lead's lock: same
-    answers, same rules. A duplicate is decided from the committed rows it read; the
-    statuses that make one are final.
+    them, and its writes join the next batch, which writes a callback only if none of
+    what was read has changed and no other transaction holds the rows
+    (``APPLY_PG_IF_UNCHANGED``). When its write is declined (a concurrent callback or
+    send on the same lead), or the request is not found, this returns None and the
+    caller runs :func:`apply_callback`, which waits for the lead's lock: same answers,
+    same rules. A duplicate is decided from the committed rows it read; the statuses
+    that make one are final.
     """
     if fields.request_id is None or not is_uuid(fields.request_id):
         return None
-    rows = await conn.fetch(LOCATE_BY_REQUEST, fields.request_id)
+    async with path.hot.autocommit() as conn:
+        rows = await conn.fetch(LOCATE_BY_REQUEST, fields.request_id)
     if not rows:
         return None
     plan = _plan(rows, fields.request_id, cred, fields, token_key)
     if not plan.changes():
         return plan.answer("duplicate")
-    if await _write(conn, plan, now, journal, unless_changed=True):
+    write = prepare_write(plan, now, journal)
+    if await path.writes.submit(write.lead_id, write):
         return plan.answer("applied")
     return None
 
 
-async def _write(
-    tx: RawTx, plan: _Plan, now: datetime, journal: Journal, *, unless_changed: bool = False
-) -> bool:
-    """Write an applied callback; False when ``unless_changed`` found the rows changed."""
+@dataclass(frozen=True)
+class _Write:
+    """The writes of one applied callback, as parameters of the PostgreSQL statements."""
+
+    lead_id: str
+    # One element of each per-callback column of APPLY_PG ($1 … $16).
+    row: tuple[Any, ...]
+    # (event, field, old_value, new_value, detail) per history row.
+    events: list[tuple[Any, ...]]
+    # The lead as read (email, phone, linkedin_url, rollup) and its requests (id, status).
+    guard: tuple[Any, ...]
+    seen: list[tuple[str, str]]
+
+
+def prepare_write(plan: _Plan, now: datetime, journal: Journal) -> _Write:
+    """Decide what an applied callback writes: request, lead fill, rollup, history."""
     rows, head, req, decision = plan.rows, plan.head, plan.req, plan.decision
     # The reason is Clay's text, not a value of the field: kept in detail, never masked.
-    events = [
-        _event(
-            head,
-            now,
-            "enrichment_" + decision.outcome,
-            req,
-            req.kind,
-            None,
-            None,
-            detail=decision.reason,
-        )
-    ]
+    events = [("enrichment_" + decision.outcome, req.kind, None, None, decision.reason)]
     field = KIND_FIELD[req.kind]
     fill: str | None = None
     if decision.outcome == "enriched" and decision.value is not None:
         current = getattr(head, field)
         if not current:
             fill = decision.value
-            events.append(_event(head, now, "field_set", req, field, None, decision.value))
+            events.append(_event("field_set", field, None, decision.value))
         elif not _same(field, current, decision.value):
             # Fill-only: the stored value wins, and the disagreement is recorded.
-            events.append(_event(head, now, "conflict", req, field, current, decision.value))
+            events.append(_event("conflict", field, current, decision.value))
+    requests = [r for r in rows if r["request_id"] is not None]
     latest = pick_for_rollup(
         _Req(
             r["request_id"],
@@ -524,70 +602,112 @@ async def _write(
             None,
             None,
         )
-        for r in rows
-        if r["request_id"] is not None
+        for r in requests
     )
     status = rollup(bool(head.email), [r.status for r in latest.values()])
+    row = (
+        req.id,
+        decision.outcome,
+        decision.reason,
+        decision.value,
+        now,
+        field if fill is not None else None,
+        fill,
+        linkedin_match_key(fill) if fill is not None and field == "linkedin_url" else None,
+        status,
+        head.lead_id,
+        head.workspace_id,
+        req.kind,
+        journal.auth_method,
+        journal.body_sha256,
+        journal.body_redacted,
+        journal.duration_ms(),
+    )
+    return _Write(
+        lead_id=head.lead_id,
+        row=row,
+        events=events,
+        guard=(head.email, head.phone, head.linkedin_url, head.enrichment_status),
+        seen=[(r["request_id"], r["status"]) for r in requests],
+    )
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists (array parameters), empty lists for no rows."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def write_batch(conn: RawTx, writes: Sequence[_Write], *, guarded: bool) -> list[bool]:
+    """PostgreSQL: write applied callbacks in one statement; which of them were written.
+
+    ``guarded``: write each only if its rows are as read and unlocked (apply_unlocked);
+    otherwise the caller holds every lead's lock and all are written (apply_callback).
+    """
+    params = _columns([w.row for w in writes], 16)
+    params += _columns([(n, *e) for n, w in enumerate(writes, 1) for e in w.events], 6)
+    query = APPLY_PG
+    if guarded:
+        query = APPLY_PG_IF_UNCHANGED
+        params += _columns([w.guard for w in writes], 4)
+        params += _columns([(n, *s) for n, w in enumerate(writes, 1) for s in w.seen], 3)
+    written = {r["n"] for r in await conn.fetch(query, *params)}
+    return [n in written for n in range(1, len(writes) + 1)]
+
+
+async def _write(tx: RawTx, plan: _Plan, now: datetime, journal: Journal) -> None:
+    """Write an applied callback under its lead's lock, in the caller's transaction."""
+    write = prepare_write(plan, now, journal)
     if tx.dialect == "postgresql":
-        columns = list(zip(*events, strict=True))
-        params = [
-            req.id,
-            decision.outcome,
-            decision.reason,
-            decision.value,
-            now,
-            field if fill is not None else None,
-            fill,
-            linkedin_match_key(fill) if fill is not None and field == "linkedin_url" else None,
-            status,
-            head.lead_id,
-            head.workspace_id,
-            *(list(columns[i]) for i in (3, 4, 5, 6, 9)),
-            req.kind,
-            journal.auth_method,
-            journal.body_sha256,
-            journal.body_redacted,
-            journal.duration_ms(),
-        ]
-        if not unless_changed:
-            await tx.execute(APPLY_PG, *params)
-            return True
-        seen = [r for r in rows if r["request_id"] is not None]
-        written = await tx.fetch(
-            APPLY_PG_IF_UNCHANGED,
-            *params,
-            head.email,
-            head.phone,
-            head.linkedin_url,
-            head.enrichment_status,
-            [r["request_id"] for r in seen],
-            [r["status"] for r in seen],
-        )
-        return bool(written)
-    await tx.execute(CLOSE_REQUEST, req.id, decision.outcome, decision.reason, decision.value, now)
-    if fill is not None and field == "phone":
-        await tx.execute(FILL_PHONE, head.lead_id, fill, status, now)
-    elif fill is not None:
-        await tx.execute(FILL_LINKEDIN, head.lead_id, fill, linkedin_match_key(fill), status, now)
+        await write_batch(tx, [write], guarded=False)
+        return
+    (
+        request_id,
+        outcome,
+        reason,
+        value,
+        _,
+        fill_field,
+        fill,
+        linkedin_key,
+        status,
+        lead_id,
+        workspace_id,
+        kind,
+        *_journal,
+    ) = write.row
+    head = plan.head
+    await tx.execute(CLOSE_REQUEST, request_id, outcome, reason, value, now)
+    if fill_field == "phone":
+        await tx.execute(FILL_PHONE, lead_id, fill, status, now)
+    elif fill_field is not None:
+        await tx.execute(FILL_LINKEDIN, lead_id, fill, linkedin_key, status, now)
     elif status != head.enrichment_status:
-        await tx.execute(SET_STATUS, head.lead_id, status, now)
-    await tx.executemany(INSERT_LEAD_EVENT, events)
+        await tx.execute(SET_STATUS, lead_id, status, now)
+    await tx.executemany(
+        INSERT_LEAD_EVENT,
+        [
+            (lead_id, workspace_id, now, event, name, old, new, "clay_callback", request_id, note)
+            for event, name, old, new, note in write.events
+        ],
+    )
+    auth_method, body_sha256, body_redacted, duration_ms = _journal
     await tx.execute(
         INSERT_JOURNAL,
         now,
-        head.workspace_id,
-        req.id,
-        head.lead_id,
-        req.kind,
-        journal.auth_method,
+        workspace_id,
+        request_id,
+        lead_id,
+        kind,
+        auth_method,
         "applied",
         200,
-        journal.body_sha256,
-        journal.body_redacted,
-        decision.reason,
-        journal.duration_ms(),
+        body_sha256,
+        body_redacted,
+        reason,
+        duration_ms,
     )
-    return True
 
 
 def _storable_text(text: str | None) -> str | None:
@@ -612,28 +732,6 @@ def _same(field: str, a: str, b: str) -> bool:
     return a == b
 
 
-def _event(
-    head: _Lead,
-    now: datetime,
-    event: str,
-    req: _Req,
-    field: str | None,
-    old: str | None,
-    new: str | None,
-    *,
-    detail: str | None = None,
-) -> tuple[Any, ...]:
-    """One INSERT_LEAD_EVENT parameter row; values are masked for email and phone fields."""
-    masked_field = field or ""
-    return (
-        head.lead_id,
-        head.workspace_id,
-        now,
-        event,
-        field,
-        mask_value(masked_field, old),
-        mask_value(masked_field, new) if field else new,
-        "clay_callback",
-        req.id,
-        detail,
-    )
+def _event(event: str, field: str, old: str | None, new: str | None) -> tuple[Any, ...]:
+    """One history row of a field (event, field, old, new, detail), masked for email and phone."""
+    return (event, field, mask_value(field, old), mask_value(field, new), None)

@@ -247,8 +247,9 @@ async def clay_callback(request: Request) -> JSONResponse:
             body_redacted=_redacted(obj),
             started=started,
         )
-        # Unlocked first (PostgreSQL, two statements); under the lead's lock when that
-        # declines or on SQLite. Either way a duplicate writes only its journal row.
+        # Unlocked first (PostgreSQL: a read, then a write group-committed with other
+        # callbacks'); under the lead's lock when that declines, or on SQLite. Either
+        # way a duplicate writes only its journal row.
         args: dict[str, Any] = {
             "cred": cred,
             "fields": fields,
@@ -260,9 +261,9 @@ async def clay_callback(request: Request) -> JSONResponse:
         locked = False
         hot = runtime.hot
         if hot.dialect == "postgresql":
-            async with hot.autocommit() as conn:
-                applied = await apply_unlocked(conn, **args)
-                if applied is not None and applied.result == "duplicate":
+            applied = await apply_unlocked(runtime.unlocked, **args)
+            if applied is not None and applied.result == "duplicate":
+                async with hot.autocommit() as conn:
                     await _journal_duplicate(conn, applied, cred, body, obj, fields, started)
         if applied is None:
             locked = True

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CALLBACKS = Counter(
     "clayloop_callbacks_total", "Callbacks received, by outcome and kind", ["outcome", "kind"]
 )
 CALLBACK_WRITES = Counter(
     "clayloop_callback_writes_total",
-    "Applied callbacks by how they were written: unlocked (two statements, PostgreSQL) or "
+    "Applied callbacks by how they were written: unlocked (a read, then a group-committed "
+    "write, PostgreSQL) or "
     "locked (a transaction holding the lead's lock: SQLite, callbacks without a request_id, "
     "and the retry when the lead changed or was busy between read and write)",
     ["path"],
+)
+CALLBACK_WRITE_BATCH = Histogram(
+    "clayloop_callback_write_batch_size",
+    "Callbacks per group-committed write statement (PostgreSQL): above 1 under load",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 SENDS = Counter(
     "clayloop_sends_total", "Rows POSTed to Clay table webhooks, by answer", ["kind", "result"]

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from clayloop import models as m
 from clayloop.clay.auth import Credential, verify_callback
 from clayloop.config import Settings
+from clayloop.enrichment.callbacks import UnlockedPath
 from clayloop.kit.rawsql import HotPath
 from clayloop.workspaces.service import all_workspace_secrets
 
@@ -80,6 +81,11 @@ class Runtime:
     secrets: SecretStore
     # Where the callback's SQL runs (an asyncpg pool of its own on PostgreSQL in serve).
     hot: HotPath
+    # PostgreSQL: the callback's unlocked reads and group-committed writes, on ``hot``.
+    unlocked: UnlockedPath = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unlocked = UnlockedPath(self.hot, lanes=self.settings.db_callback_write_lanes)
 
 
 async def load_token_key(engine: AsyncEngine, settings: Settings) -> str:
