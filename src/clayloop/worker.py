@@ -27,6 +27,7 @@ from clayloop.enrichment.dispatcher import (
     record_result,
     release_claims,
 )
+from clayloop.enrichment.requests import refresh_rollup
 from clayloop.enrichment.sweeper import sweep
 from clayloop.kit import metrics
 from clayloop.kit.clock import utcnow
@@ -166,6 +167,7 @@ class Worker:
                     now=now,
                     max_claims=min(room, self.settings.dispatch_batch),
                 )
+            await self._refresh_rollups(round_.rollups)
             wake = min(wake, round_.wake_in)
             send_at = now.timestamp() + SEND_ALIGN_SECONDS
             for claim in round_.claims:
@@ -204,6 +206,8 @@ class Worker:
                     await asyncio.sleep(0.2 * (attempt + 1))
             else:
                 status = "unrecorded"
+            if status == "failed":
+                await self._refresh_rollups([claim.lead_id])
             log.info(
                 "send",
                 request_id=claim.request_id,
@@ -216,11 +220,23 @@ class Worker:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
 
+    async def _refresh_rollups(self, lead_ids: list[str]) -> None:
+        """Refresh leads' rollups after the transaction that closed their requests committed."""
+        if not lead_ids:
+            return
+        try:
+            async with self.runtime.engine.begin() as conn:
+                await refresh_rollup(conn, lead_ids)
+        except (OperationalError, DBAPIError) as exc:
+            # The requests are right; the derived status is refreshed by their next change.
+            log.warning("rollup_failed", leads=len(lead_ids), error_type=type(exc).__name__)
+
     async def _sweep_once(self) -> None:
         async with self.runtime.engine.begin() as conn:
             now = utcnow()
             swept = await sweep(conn, settings=self.settings, now=now)
             held = await hold_unservable(conn, now=now)
+        await self._refresh_rollups(swept.rollups)
         if swept.leases_expired or swept.resent_after_timeout or swept.failed_after_timeout or held:
             log.info(
                 "sweep",

@@ -31,7 +31,6 @@ from clayloop.enrichment.policy import (
     TARGET_PAUSED,
     missing_required,
 )
-from clayloop.enrichment.requests import refresh_rollup
 from clayloop.kit.clock import utcnow
 from clayloop.kit.ids import callback_token
 from clayloop.kit.sqlutil import insert_ignore, locks
@@ -125,6 +124,8 @@ class ClaimRound:
     claims: list[Claim] = field(default_factory=list)
     skipped: int = 0
     wake_in: float = 1.0
+    # Leads whose rollup to refresh once this pass has committed (refresh_rollup).
+    rollups: list[str] = field(default_factory=list)
 
 
 def group_key(target: Any) -> str:
@@ -362,8 +363,7 @@ async def claim_for_target(
             .values(rows=U.c.rows + n, cost=U.c.cost + cost)
         )
     await _save_buckets(conn, buckets.values())
-    if skipped_leads:
-        await refresh_rollup(conn, skipped_leads)
+    result.rollups = skipped_leads
     return result
 
 
@@ -484,7 +484,11 @@ async def record_result(
     worker_id: str,
     now: datetime,
 ) -> str:
-    """Write what Clay answered for one claimed request; returns the request's new status."""
+    """Write what Clay answered for one claimed request; returns the request's new status.
+
+    A request that became ``failed`` changes its lead's rollup: the caller refreshes it
+    (``refresh_rollup``) once this transaction has committed.
+    """
     mine = sa.and_(
         R.c.id == claim.request_id, R.c.status == "sending", R.c.lease_owner == worker_id
     )
@@ -563,11 +567,9 @@ async def record_result(
         return "queued"
     if result.verdict == "rejected":
         await _fail(conn, mine, f"rejected:{result.status}", error, now)
-        await refresh_rollup(conn, [claim.lead_id])
         return "failed"
     if claim.attempts >= settings.max_send_attempts:
         await _fail(conn, mine, "send_failed", error, now)
-        await refresh_rollup(conn, [claim.lead_id])
         return "failed"
     await conn.execute(
         sa.update(R)

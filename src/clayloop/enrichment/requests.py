@@ -192,10 +192,21 @@ async def _close(
 
 
 async def refresh_rollup(conn: AsyncConnection, lead_ids: Iterable[str]) -> None:
-    """Recompute ``lead.enrichment_status`` for leads whose requests changed outside a callback."""
+    """Recompute ``lead.enrichment_status`` for leads whose requests changed outside a callback.
+
+    Run it in a transaction of its own, once the transaction that changed the requests
+    has committed. It takes each lead's row lock, as a callback does, before reading
+    the lead's requests: a callback that read them before that commit has then written
+    its (possibly stale) rollup already, and this one reads what is current, so the
+    last rollup stored is right. Inside the changing transaction the lead's lock would
+    come after the request rows' locks, the reverse of a callback's order (a deadlock),
+    and without the lock a callback's stale rollup could be the last one written.
+    """
     for lead_id in sorted(set(lead_ids)):
         email = (
-            await conn.execute(sa.select(m.lead.c.email).where(m.lead.c.id == lead_id))
+            await conn.execute(
+                sa.select(m.lead.c.email).where(m.lead.c.id == lead_id).with_for_update()
+            )
         ).first()
         if email is None:
             continue

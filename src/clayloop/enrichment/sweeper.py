@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from clayloop import models as m
 from clayloop.config import Settings
 from clayloop.enrichment.dispatcher import day_of
-from clayloop.enrichment.requests import refresh_rollup
 from clayloop.kit.sqlutil import insert_ignore
 
 R = m.enrichment_request
@@ -25,6 +24,8 @@ class SweepResult:
     leases_expired: int = 0
     resent_after_timeout: int = 0
     failed_after_timeout: int = 0
+    # Leads whose rollup to refresh once the sweep has committed (refresh_rollup).
+    rollups: list[str] = field(default_factory=list)
 
 
 async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> SweepResult:
@@ -108,6 +109,6 @@ async def sweep(conn: AsyncConnection, *, settings: Settings, now: datetime) -> 
             .where(R.c.id.in_([r.id for r in give_up]), R.c.status == "sent", R.c.sent_at < cutoff)
             .values(status="failed", reason="callback_timeout", completed_at=now, updated_at=now)
         )
-        await refresh_rollup(conn, [r.lead_id for r in give_up])
+        result.rollups = [r.lead_id for r in give_up]
         result.failed_after_timeout = len(give_up)
     return result
