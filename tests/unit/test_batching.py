@@ -44,6 +44,17 @@ def submit(co: Coalescer[str, str], key: Hashable, item: str) -> asyncio.Task[st
     return asyncio.create_task(co.submit(key, item))
 
 
+async def busy(
+    run: Recorder, lanes: int = 1, max_items: int = 10
+) -> tuple[Coalescer[str, str], asyncio.Task[str]]:
+    """A coalescer whose first batch (item "a", key "a") is running, held by ``run``'s gate."""
+    run.gate.clear()
+    co = Coalescer(run, lanes=lanes, max_items=max_items)
+    first = submit(co, "a", "a")
+    await settle()
+    return co, first
+
+
 async def test_a_lone_submission_runs_at_once_in_a_batch_of_its_own():
     run = Recorder()
     co = Coalescer(run, lanes=2, max_items=10)
@@ -64,10 +75,7 @@ async def test_submissions_made_in_the_same_turn_share_one_batch():
 
 async def test_while_every_lane_is_busy_submissions_queue_for_the_next_batch():
     run = Recorder()
-    run.gate.clear()
-    co = Coalescer(run, lanes=1, max_items=10)
-    first = submit(co, "a", "a")
-    await settle()
+    co, first = await busy(run)
     queued = [submit(co, k, k) for k in ("b", "c", "d")]
     await settle()
     assert run.batches == [["a"]]  # nothing else started: the only lane is busy
@@ -96,10 +104,7 @@ async def test_no_more_batches_run_at_once_than_there_are_lanes():
 
 async def test_two_submissions_with_one_key_never_share_a_batch():
     run = Recorder()
-    run.gate.clear()
-    co = Coalescer(run, lanes=1, max_items=10)
-    first = submit(co, "lead-0", "w0")
-    await settle()
+    co, first = await busy(run)
     queued = [
         submit(co, "lead-1", "w1"),
         submit(co, "lead-2", "w2"),
@@ -112,15 +117,12 @@ async def test_two_submissions_with_one_key_never_share_a_batch():
     await first
     assert await asyncio.gather(*queued) == ["W1", "W2", "W3", "W4"]
     # The second write of lead-1 waits for the next batch, first in line there.
-    assert run.batches == [["w0"], ["w1", "w2", "w4"], ["w3"]]
+    assert run.batches == [["a"], ["w1", "w2", "w4"], ["w3"]]
 
 
 async def test_a_batch_takes_at_most_max_items_and_the_rest_follow():
     run = Recorder()
-    run.gate.clear()
-    co = Coalescer(run, lanes=1, max_items=3)
-    first = submit(co, 0, "a")
-    await settle()
+    co, first = await busy(run, max_items=3)
     queued = [submit(co, i, f"q{i}") for i in range(1, 8)]
     await settle()
 
@@ -133,11 +135,8 @@ async def test_a_batch_takes_at_most_max_items_and_the_rest_follow():
 
 async def test_a_failed_batch_fails_each_of_its_submitters_and_the_next_batch_runs():
     run = Recorder()
-    run.gate.clear()
     run.fail_on = "b"
-    co = Coalescer(run, lanes=1, max_items=10)
-    first = submit(co, "a", "a")
-    await settle()
+    co, first = await busy(run)
     failing = [submit(co, "b", "b"), submit(co, "c", "c")]
     await settle()
     run.gate.set()
@@ -160,10 +159,7 @@ async def test_a_batch_function_that_loses_results_is_an_error_not_a_wrong_answe
 
 async def test_a_submitter_cancelled_before_its_batch_starts_is_left_out():
     run = Recorder()
-    run.gate.clear()
-    co = Coalescer(run, lanes=1, max_items=10)
-    first = submit(co, "a", "a")
-    await settle()
+    co, first = await busy(run)
     gone = submit(co, "b", "b")
     kept = submit(co, "c", "c")
     await settle()
