@@ -330,7 +330,7 @@ async def test_a_batch_that_fails_leaves_every_callback_of_it_to_the_lock(client
         for _ in range(2)
     ]
     # A value the database refuses (a request status holds at most 16 characters).
-    bad = dataclasses.replace(bad, row=(bad.row[0], "x" * 40, *bad.row[2:]))
+    bad = dataclasses.replace(bad, row=bad.row._replace(outcome="x" * 40))
     path = callbacks.UnlockedPath(HotPath(engine), lanes=1)
     mark = await journal_mark(engine)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from clayloop.clay.auth import Credential
 from clayloop.clay.payloads import CallbackFields, Decision, decide
@@ -559,18 +559,37 @@ async def apply_unlocked(
     if not plan.changes():
         return plan.answer("duplicate")
     write = prepare_write(plan, now, journal)
-    if await path.writes.submit(write.lead_id, write):
+    if await path.writes.submit(write.row.lead_id, write):
         return plan.answer("applied")
     return None
+
+
+class _Row(NamedTuple):
+    """One element of each per-callback column of APPLY_PG ($1 … $16), in that order."""
+
+    request_id: str
+    outcome: str
+    reason: str | None
+    value: str | None
+    at: datetime
+    fill_field: str | None
+    fill: str | None
+    linkedin_key: str | None
+    rollup: str
+    lead_id: str
+    workspace_id: str
+    kind: str
+    auth_method: str
+    body_sha256: str
+    body_redacted: str | None
+    duration_ms: float
 
 
 @dataclass(frozen=True)
 class _Write:
     """The writes of one applied callback, as parameters of the PostgreSQL statements."""
 
-    lead_id: str
-    # One element of each per-callback column of APPLY_PG ($1 … $16).
-    row: tuple[Any, ...]
+    row: _Row
     # (event, field, old_value, new_value, detail) per history row.
     events: list[tuple[Any, ...]]
     # The lead as read (email, phone, linkedin_url, rollup) and its requests (id, status).
@@ -605,26 +624,27 @@ def prepare_write(plan: _Plan, now: datetime, journal: Journal) -> _Write:
         for r in requests
     )
     status = rollup(bool(head.email), [r.status for r in latest.values()])
-    row = (
-        req.id,
-        decision.outcome,
-        decision.reason,
-        decision.value,
-        now,
-        field if fill is not None else None,
-        fill,
-        linkedin_match_key(fill) if fill is not None and field == "linkedin_url" else None,
-        status,
-        head.lead_id,
-        head.workspace_id,
-        req.kind,
-        journal.auth_method,
-        journal.body_sha256,
-        journal.body_redacted,
-        journal.duration_ms(),
+    row = _Row(
+        request_id=req.id,
+        outcome=decision.outcome,
+        reason=decision.reason,
+        value=decision.value,
+        at=now,
+        fill_field=field if fill is not None else None,
+        fill=fill,
+        linkedin_key=(
+            linkedin_match_key(fill) if fill is not None and field == "linkedin_url" else None
+        ),
+        rollup=status,
+        lead_id=head.lead_id,
+        workspace_id=head.workspace_id,
+        kind=req.kind,
+        auth_method=journal.auth_method,
+        body_sha256=journal.body_sha256,
+        body_redacted=journal.body_redacted,
+        duration_ms=journal.duration_ms(),
     )
     return _Write(
-        lead_id=head.lead_id,
         row=row,
         events=events,
         guard=(head.email, head.phone, head.linkedin_url, head.enrichment_status),
@@ -645,7 +665,7 @@ async def write_batch(conn: RawTx, writes: Sequence[_Write], *, guarded: bool) -
     ``guarded``: write each only if its rows are as read and unlocked (apply_unlocked);
     otherwise the caller holds every lead's lock and all are written (apply_callback).
     """
-    params = _columns([w.row for w in writes], 16)
+    params = _columns([w.row for w in writes], len(_Row._fields))
     params += _columns([(n, *e) for n, w in enumerate(writes, 1) for e in w.events], 6)
     query = APPLY_PG
     if guarded:
@@ -662,51 +682,46 @@ async def _write(tx: RawTx, plan: _Plan, now: datetime, journal: Journal) -> Non
     if tx.dialect == "postgresql":
         await write_batch(tx, [write], guarded=False)
         return
-    (
-        request_id,
-        outcome,
-        reason,
-        value,
-        _,
-        fill_field,
-        fill,
-        linkedin_key,
-        status,
-        lead_id,
-        workspace_id,
-        kind,
-        *_journal,
-    ) = write.row
-    head = plan.head
-    await tx.execute(CLOSE_REQUEST, request_id, outcome, reason, value, now)
-    if fill_field == "phone":
-        await tx.execute(FILL_PHONE, lead_id, fill, status, now)
-    elif fill_field is not None:
-        await tx.execute(FILL_LINKEDIN, lead_id, fill, linkedin_key, status, now)
-    elif status != head.enrichment_status:
-        await tx.execute(SET_STATUS, lead_id, status, now)
+    row = write.row
+    await tx.execute(CLOSE_REQUEST, row.request_id, row.outcome, row.reason, row.value, now)
+    if row.fill_field == "phone":
+        await tx.execute(FILL_PHONE, row.lead_id, row.fill, row.rollup, now)
+    elif row.fill_field is not None:
+        await tx.execute(FILL_LINKEDIN, row.lead_id, row.fill, row.linkedin_key, row.rollup, now)
+    elif row.rollup != plan.head.enrichment_status:
+        await tx.execute(SET_STATUS, row.lead_id, row.rollup, now)
     await tx.executemany(
         INSERT_LEAD_EVENT,
         [
-            (lead_id, workspace_id, now, event, name, old, new, "clay_callback", request_id, note)
+            (
+                row.lead_id,
+                row.workspace_id,
+                now,
+                event,
+                name,
+                old,
+                new,
+                "clay_callback",
+                row.request_id,
+                note,
+            )
             for event, name, old, new, note in write.events
         ],
     )
-    auth_method, body_sha256, body_redacted, duration_ms = _journal
     await tx.execute(
         INSERT_JOURNAL,
         now,
-        workspace_id,
-        request_id,
-        lead_id,
-        kind,
-        auth_method,
+        row.workspace_id,
+        row.request_id,
+        row.lead_id,
+        row.kind,
+        row.auth_method,
         "applied",
         200,
-        body_sha256,
-        body_redacted,
-        reason,
-        duration_ms,
+        row.body_sha256,
+        row.body_redacted,
+        row.reason,
+        row.duration_ms,
     )
 
 

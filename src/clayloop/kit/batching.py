@@ -56,8 +56,6 @@ class Coalescer(Generic[T, R]):
         self._busy = 0
         self._starting = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.items = 0
 
     async def submit(self, key: Hashable, item: T) -> R:
         """Run ``item`` in the next batch that can take it, and return its result."""
@@ -99,8 +97,6 @@ class Coalescer(Generic[T, R]):
         self._kick()  # what this batch could not take may start on another lane
         try:
             if batch:
-                self.batches += 1
-                self.items += len(batch)
                 await self._settle(batch)
         finally:
             self._busy -= 1
